@@ -9,18 +9,16 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/server"
+	"github.com/krait-server/krait/internal/supervisor"
+	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/worker"
 )
-
-// Version is krait's version, set at build time with
-// -ldflags "-X github.com/krait-server/krait/internal/cli.Version=v1.2.3".
-var Version = ""
 
 const usage = `krait: an application server for Python web apps (WSGI and ASGI).
 
@@ -41,7 +39,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "krait %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(stdout, "krait %s (%s, %s/%s)\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "serve" {
@@ -53,16 +51,6 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "krait: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-}
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -94,9 +82,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	// The error log is shared by slog records and worker output lines;
 	// one lock keeps every line whole.
-	errLog := &lockedWriter{w: errOut}
+	// A LogWriter never blocks: a log destination nobody reads must not
+	// stall workers or a stop (supervisor.LogWriter). Flushed, within
+	// bounds, before the log file closes.
+	errLog := supervisor.NewLogWriter(errOut, 0)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = errLog.Flush(ctx)
+	}()
 	log := slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	slog.SetDefault(log)
+
+	log.Info("starting", "version", version.String(), "pid", os.Getpid())
+	// The probe runs beside the start-up, so a slow interpreter delays
+	// nothing; only a boot-failure report waits for it.
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	probed := make(chan probeResult, 1)
+	go func() {
+		in, err := probePython(probeCtx, cfg.Python, cfg.Chdir, cfg.Env)
+		if probeCtx.Err() == nil {
+			logInterpreter(log, in, err)
+		}
+		probed <- probeResult{in, err}
+	}()
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
@@ -114,6 +124,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var boot *worker.BootError
 	if errors.As(err, &boot) {
 		fmt.Fprintf(errLog, "krait: the application %s could not be loaded; Python said:\n\n%s\n", cfg.App, boot.Message)
+		pr := awaitProbe(probed, cfg.Python)
+		if hint := importHint(boot.Message, pr.in, pr.err == nil, cfg.Chdir); hint != "" {
+			fmt.Fprintf(errLog, "%s\n", hint)
+		}
 		log.Error("worker failed to boot, exiting", "app", cfg.App)
 		return 1
 	}

@@ -2,4 +2,11 @@
 // version` and help. Run returns the process exit status so main stays a
 // one-liner: 0 on success, 1 when serving fails (for example an app that
 // cannot be imported), 2 for a bad command line.
+//
+// Before serving, `krait serve` logs its version (package version) and
+// runs the chosen interpreter once (python -c) to log its path, version
+// and virtualenv; the same answer explains a ModuleNotFoundError at boot
+// (which interpreter ran, and how to pick another when it is in no
+// virtualenv). The probe is bounded and advisory: when it fails krait
+// logs a warning and starts anyway.
 package cli

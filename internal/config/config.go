@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,10 @@ import (
 
 // Bind is one address krait listens on.
 type Bind struct {
-	Network string // "tcp" or "unix"
+	// Network is the net.Listen network: "tcp4" for an IPv4 literal,
+	// "tcp6" for an IPv6 literal, "tcp" for [::] (IPv6 and IPv4, as
+	// gunicorn binds it), a host name or an empty host, "unix" for a socket.
+	Network string
 	Address string // "127.0.0.1:8000", "[::1]:8000" or a socket path
 }
 
@@ -159,22 +163,23 @@ HTTP server. Flags may come before or after MODULE:CALLABLE.
 Flags:
 `
 
-// ParseServe parses the arguments of `krait serve` (without the word
-// "serve"). getenv and lookPath are injected for tests; nil means the real
-// os.Getenv and exec.LookPath. Usage and flag errors are written to out.
-func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPath func(string) (string, error)) (*Serve, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if lookPath == nil {
-		lookPath = exec.LookPath
-	}
-	s := &Serve{
+// DefaultBind is where krait listens when no --bind is given.
+const DefaultBind = "127.0.0.1:8000"
+
+// Default returns the settings `krait serve` uses for every flag that is
+// not given. It is the one place krait's defaults are declared: the flag
+// help prints these values, and the packages below (server, dispatch,
+// supervisor, worker, h1) receive every value explicitly from a Serve.
+// App, Binds and Python have no static default: ParseServe fills them in
+// (Binds from DefaultBind, Python from the environment).
+func Default() Serve {
+	return Serve{
 		Workers:               1,
 		Threads:               1,
 		Interface:             "auto",
 		Loop:                  "auto",
 		Lifespan:              "auto",
+		LimitConcurrency:      0,
 		WSMaxSize:             16 << 20,
 		WSPingInterval:        20 * time.Second,
 		WSPingTimeout:         20 * time.Second,
@@ -182,15 +187,35 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 		GracefulTimeout:       30 * time.Second,
 		BootTimeout:           120 * time.Second,
 		MaxQueue:              1024,
+		AccessLog:             "",
 		ErrorLog:              "-",
+		LogLevel:              slog.LevelInfo,
 		LimitRequestLine:      4094,
 		LimitRequestFields:    100,
 		LimitRequestFieldSize: 8190,
 		KeepAlive:             5 * time.Second,
 		HeaderTimeout:         10 * time.Second,
 	}
+}
+
+// ParseServe parses the arguments of `krait serve` (without the word
+// "serve"). getenv and lookPath are injected for tests; nil means the real
+// os.Getenv and exec.LookPath. Usage and flag errors are written to out.
+//
+// Errors are *UsageError values that name the flag as the user wrote it
+// ("-w", "--workers", "-workers", "-c"), so the message points at what
+// was typed.
+func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPath func(string) (string, error)) (*Serve, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if lookPath == nil {
+		lookPath = exec.LookPath
+	}
+	def := Default()
+	s := &def
 	var binds, pythonPath, env stringList
-	logLevel := "info"
+	logLevel := strings.ToLower(s.LogLevel.String())
 
 	fs := flag.NewFlagSet("krait serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by the caller
@@ -207,7 +232,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 			fs.IntVar(p, short, *p, "shorthand for --"+long)
 		}
 	}
-	both("b", "bind", &binds, "address to listen on: HOST:PORT, [::1]:PORT or unix:/path.sock; repeatable (default 127.0.0.1:8000)")
+	both("b", "bind", &binds, "address to listen on: HOST:PORT, [::1]:PORT or unix:/path.sock; repeatable (default "+DefaultBind+")")
 	intVar("w", "workers", &s.Workers, "number of Python worker processes")
 	intVar("", "threads", &s.Threads, "WSGI threads per worker")
 	fs.StringVar(&s.Python, "python", "", "Python interpreter for the workers (default $VIRTUAL_ENV/bin/python, else python3 on PATH)")
@@ -225,7 +250,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.Var(seconds{&s.GracefulTimeout}, "graceful-timeout", "seconds a stop waits for in-flight requests")
 	fs.Var(seconds{&s.BootTimeout}, "boot-timeout", "seconds a worker may take to import the app")
 	fs.IntVar(&s.MaxQueue, "max-queue", s.MaxQueue, "requests that may wait for a free worker slot, per worker; more get 503")
-	fs.StringVar(&s.AccessLog, "access-logfile", "", "access log file, '-' for stdout (default: none)")
+	fs.StringVar(&s.AccessLog, "access-logfile", s.AccessLog, "access log file, '-' for stdout (default: none)")
 	fs.StringVar(&s.ErrorLog, "error-logfile", s.ErrorLog, "error log file, '-' for stderr")
 	fs.StringVar(&logLevel, "log-level", logLevel, "error log level: debug, info, warning, error")
 	fs.IntVar(&s.LimitRequestLine, "limit-request-line", s.LimitRequestLine, "maximum request line size in bytes (414 beyond)")
@@ -233,6 +258,11 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.IntVar(&s.LimitRequestFieldSize, "limit-request-field_size", s.LimitRequestFieldSize, "maximum size of one request header line in bytes (431 beyond)")
 	fs.Var(seconds{&s.KeepAlive}, "keep-alive", "seconds an idle keep-alive connection is kept open")
 	fs.Var(seconds{&s.HeaderTimeout}, "header-timeout", "seconds a client may take to send a request's headers")
+
+	// name gives a flag (by its long name) as the user spelled it, for
+	// messages; occurrence i of a repeatable flag has its own spelling.
+	spelled := flagSpellings(fs, args)
+	name := func(long string) string { return spelled.last(long) }
 
 	var positional []string
 	rest := args
@@ -243,7 +273,9 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 				printFlags(out, fs)
 				return nil, ErrHelp
 			}
-			return nil, flagError(err)
+			// The flag package has consumed the offending token(s):
+			// find the flag there to name it as the user wrote it.
+			return nil, flagError(err, rest[:len(rest)-len(fs.Args())])
 		}
 		rest = fs.Args()
 		if len(rest) == 0 {
@@ -266,76 +298,76 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	}
 
 	if len(binds) == 0 {
-		binds = stringList{"127.0.0.1:8000"}
+		binds = stringList{DefaultBind}
 	}
-	for _, b := range binds {
+	for i, b := range binds {
 		bind, err := ParseBind(b)
 		if err != nil {
-			return nil, &UsageError{Flag: "--bind", Reason: err.Error()}
+			return nil, &UsageError{Flag: spelled.nth("bind", i), Reason: err.Error()}
 		}
 		s.Binds = append(s.Binds, bind)
 	}
 
 	if s.Workers < 1 || s.Workers > 1024 {
-		return nil, &UsageError{Flag: "--workers", Reason: fmt.Sprintf("%d is out of range: must be between 1 and 1024", s.Workers)}
+		return nil, &UsageError{Flag: name("workers"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 1024", s.Workers)}
 	}
 	if s.Threads < 1 || s.Threads > 10000 {
-		return nil, &UsageError{Flag: "--threads", Reason: fmt.Sprintf("%d is out of range: must be between 1 and 10000", s.Threads)}
+		return nil, &UsageError{Flag: name("threads"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 10000", s.Threads)}
 	}
 	if s.MaxQueue < 0 {
-		return nil, &UsageError{Flag: "--max-queue", Reason: fmt.Sprintf("%d is negative: use 0 to answer 503 whenever every worker is busy", s.MaxQueue)}
+		return nil, &UsageError{Flag: name("max-queue"), Reason: fmt.Sprintf("%d is negative: use 0 to answer 503 whenever every worker is busy", s.MaxQueue)}
 	}
 	switch s.Interface {
 	case "auto", "wsgi", "asgi":
 	default:
-		return nil, &UsageError{Flag: "--interface", Reason: fmt.Sprintf("%q is not one of auto, wsgi, asgi", s.Interface)}
+		return nil, &UsageError{Flag: name("interface"), Reason: fmt.Sprintf("%q is not one of auto, wsgi, asgi", s.Interface)}
 	}
 	switch s.Loop {
 	case "auto", "asyncio", "uvloop":
 	default:
-		return nil, &UsageError{Flag: "--loop", Reason: fmt.Sprintf("%q is not one of auto, asyncio, uvloop", s.Loop)}
+		return nil, &UsageError{Flag: name("loop"), Reason: fmt.Sprintf("%q is not one of auto, asyncio, uvloop", s.Loop)}
 	}
 	switch s.Lifespan {
 	case "auto", "on", "off":
 	default:
-		return nil, &UsageError{Flag: "--lifespan", Reason: fmt.Sprintf("%q is not one of auto, on, off", s.Lifespan)}
+		return nil, &UsageError{Flag: name("lifespan"), Reason: fmt.Sprintf("%q is not one of auto, on, off", s.Lifespan)}
 	}
 	if s.LimitConcurrency < 0 {
-		return nil, &UsageError{Flag: "--limit-concurrency", Reason: fmt.Sprintf("%d is negative: use 0 for no limit", s.LimitConcurrency)}
+		return nil, &UsageError{Flag: name("limit-concurrency"), Reason: fmt.Sprintf("%d is negative: use 0 for no limit", s.LimitConcurrency)}
 	}
 	if s.WSMaxSize < 1 {
-		return nil, &UsageError{Flag: "--ws-max-size", Reason: fmt.Sprintf("%d is not a positive number of bytes", s.WSMaxSize)}
+		return nil, &UsageError{Flag: name("ws-max-size"), Reason: fmt.Sprintf("%d is not a positive number of bytes", s.WSMaxSize)}
 	}
 	lvl, err := ParseLevel(logLevel)
 	if err != nil {
-		return nil, &UsageError{Flag: "--log-level", Reason: err.Error()}
+		return nil, &UsageError{Flag: name("log-level"), Reason: err.Error()}
 	}
 	s.LogLevel = lvl
 	for _, lim := range []struct {
 		name     string
 		v, lo, h int
 	}{
-		{"--limit-request-line", s.LimitRequestLine, 64, 1 << 20},
-		{"--limit-request-fields", s.LimitRequestFields, 1, 32768},
-		{"--limit-request-field_size", s.LimitRequestFieldSize, 64, 1 << 20},
+		{"limit-request-line", s.LimitRequestLine, 64, 1 << 20},
+		{"limit-request-fields", s.LimitRequestFields, 1, 32768},
+		{"limit-request-field_size", s.LimitRequestFieldSize, 64, 1 << 20},
 	} {
 		if lim.v < lim.lo || lim.v > lim.h {
-			return nil, &UsageError{Flag: lim.name, Reason: fmt.Sprintf("%d is out of range: must be between %d and %d", lim.v, lim.lo, lim.h)}
+			return nil, &UsageError{Flag: name(lim.name), Reason: fmt.Sprintf("%d is out of range: must be between %d and %d", lim.v, lim.lo, lim.h)}
 		}
 	}
 	if s.BootTimeout <= 0 {
-		return nil, &UsageError{Flag: "--boot-timeout", Reason: "must be greater than 0"}
+		return nil, &UsageError{Flag: name("boot-timeout"), Reason: "must be greater than 0"}
 	}
 	if s.HeaderTimeout <= 0 {
-		return nil, &UsageError{Flag: "--header-timeout", Reason: "must be greater than 0"}
+		return nil, &UsageError{Flag: name("header-timeout"), Reason: "must be greater than 0"}
 	}
 	if s.KeepAlive <= 0 {
-		return nil, &UsageError{Flag: "--keep-alive", Reason: "must be greater than 0"}
+		return nil, &UsageError{Flag: name("keep-alive"), Reason: "must be greater than 0"}
 	}
-	for _, kv := range env {
+	for i, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsAny(k, "\x00") {
-			return nil, &UsageError{Flag: "--env", Reason: fmt.Sprintf("%q is not KEY=VALUE", kv)}
+			return nil, &UsageError{Flag: spelled.nth("env", i), Reason: fmt.Sprintf("%q is not KEY=VALUE", kv)}
 		}
 	}
 	s.Env = env
@@ -343,56 +375,141 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	if s.Chdir != "" {
 		abs, err := filepath.Abs(s.Chdir)
 		if err != nil {
-			return nil, &UsageError{Flag: "--chdir", Reason: err.Error()}
+			return nil, &UsageError{Flag: name("chdir"), Reason: err.Error()}
 		}
 		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
-			return nil, &UsageError{Flag: "--chdir", Reason: fmt.Sprintf("%s is not a directory", s.Chdir)}
+			return nil, &UsageError{Flag: name("chdir"), Reason: fmt.Sprintf("%s is not a directory", s.Chdir)}
 		}
 		s.Chdir = abs
 	}
-	for _, p := range pythonPath {
+	for i, p := range pythonPath {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, &UsageError{Flag: "--pythonpath", Reason: err.Error()}
+			return nil, &UsageError{Flag: spelled.nth("pythonpath", i), Reason: err.Error()}
 		}
 		s.PythonPath = append(s.PythonPath, abs)
 	}
 
 	py, err := resolvePython(s.Python, getenv, lookPath)
 	if err != nil {
-		return nil, &UsageError{Flag: "--python", Reason: err.Error()}
+		return nil, &UsageError{Flag: name("python"), Reason: err.Error()}
 	}
 	s.Python = py
 	return s, nil
 }
 
-// flagError turns the flag package's message into a UsageError that names
-// the flag in the same "--name: reason" shape as our own checks.
-func flagError(err error) error {
+// flagError turns the flag package's message into a UsageError in the
+// same "flag: reason" shape as our own checks. consumed are the arguments
+// the failed Parse call used up; the flag at fault is among them, spelled
+// as the user wrote it ("-c" stays "-c", "--workers=x" is "--workers").
+func flagError(err error, consumed []string) error {
 	msg := err.Error()
+	// asWritten finds the token that named flag n (as the flag package
+	// reports it, without dashes), searching from the end.
+	asWritten := func(n string) string {
+		for i := len(consumed) - 1; i >= 0; i-- {
+			if dashes, name, _, ok := splitFlag(consumed[i]); ok && name == n {
+				return dashes + name
+			}
+		}
+		return "--" + n // not found: cannot happen with the flag package's messages
+	}
 	// "invalid value "x" for flag -workers: parse error"
-	if i := strings.Index(msg, " for flag -"); i >= 0 && strings.HasPrefix(msg, "invalid value") {
-		rest := msg[i+len(" for flag -"):]
-		name, reason, _ := strings.Cut(rest, ": ")
-		if long, ok := shorthands[name]; ok {
-			name = long
+	if i := strings.Index(msg, " for flag -"); i >= 0 && strings.HasPrefix(msg, "invalid value ") {
+		n, reason, _ := strings.Cut(msg[i+len(" for flag -"):], ": ")
+		switch reason {
+		case "parse error":
+			reason = "is not a whole number"
+		case "value out of range":
+			reason = "is out of range"
 		}
-		if reason == "parse error" {
-			reason = "not a whole number"
-		}
-		return &UsageError{Flag: "--" + name, Reason: fmt.Sprintf("%s %s", msg[len("invalid value "):i], reason)}
+		return &UsageError{Flag: asWritten(n), Reason: msg[len("invalid value "):i] + " " + reason}
 	}
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return &UsageError{Flag: "--" + strings.TrimPrefix(name, "-"), Reason: "unknown flag (see krait serve --help)"}
+	// "invalid boolean value "x" for -ws-per-message-deflate: parse error"
+	if i := strings.Index(msg, " for -"); i >= 0 && strings.HasPrefix(msg, "invalid boolean value ") {
+		n, _, _ := strings.Cut(msg[i+len(" for -"):], ": ")
+		return &UsageError{Flag: asWritten(n), Reason: msg[len("invalid boolean value "):i] + " is not true or false"}
 	}
-	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
-		name = strings.TrimPrefix(name, "-")
-		if long, ok := shorthands[name]; ok {
-			name = long
-		}
-		return &UsageError{Flag: "--" + name, Reason: "needs a value"}
+	if n, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return &UsageError{Flag: asWritten(n), Reason: "unknown flag"}
+	}
+	if n, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return &UsageError{Flag: asWritten(n), Reason: "needs a value"}
+	}
+	if bad, ok := strings.CutPrefix(msg, "bad flag syntax: "); ok {
+		return &UsageError{Flag: bad, Reason: "is not a flag (see krait serve --help)"}
 	}
 	return &UsageError{Reason: msg}
+}
+
+// splitFlag splits a command-line token "-name", "--name" or
+// "--name=value" into its dashes and name; ok is false for anything else.
+func splitFlag(tok string) (dashes, name string, hasValue, ok bool) {
+	if len(tok) < 2 || tok[0] != '-' {
+		return "", "", false, false
+	}
+	dashes, name = "-", tok[1:]
+	if name[0] == '-' {
+		dashes, name = "--", name[1:]
+	}
+	name, _, hasValue = strings.Cut(name, "=")
+	if name == "" || name[0] == '-' || name[0] == '=' {
+		return "", "", false, false
+	}
+	return dashes, name, hasValue, true
+}
+
+// spellings records how the user wrote each flag, by long name, in order
+// of occurrence: "-w", "--workers" or "-workers".
+type spellings map[string][]string
+
+// flagSpellings scans args the way the flag package parses them (a
+// non-boolean flag without "=" takes the next argument as its value).
+func flagSpellings(fs *flag.FlagSet, args []string) spellings {
+	sp := spellings{}
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--" {
+			i++ // the next argument is positional, then parsing resumes
+			continue
+		}
+		dashes, name, hasValue, ok := splitFlag(args[i])
+		if !ok {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		long := name
+		if l, isShort := shorthands[name]; isShort {
+			long = l
+		}
+		sp[long] = append(sp[long], dashes+name)
+		if b, isBool := f.Value.(interface{ IsBoolFlag() bool }); isBool && b.IsBoolFlag() {
+			continue
+		}
+		if !hasValue {
+			i++
+		}
+	}
+	return sp
+}
+
+// last is the spelling of the flag's last occurrence (the one whose value
+// counts), "--long" when the flag was not given.
+func (sp spellings) last(long string) string {
+	if s := sp[long]; len(s) > 0 {
+		return s[len(s)-1]
+	}
+	return "--" + long
+}
+
+// nth is the spelling of the flag's i-th occurrence.
+func (sp spellings) nth(long string, i int) string {
+	if s := sp[long]; i < len(s) {
+		return s[i]
+	}
+	return "--" + long
 }
 
 // printFlags lists the flags gunicorn-style ("-b, --bind"), long names
@@ -452,7 +569,26 @@ func ParseBind(v string) (Bind, error) {
 	if strings.ContainsAny(host, " /") {
 		return Bind{}, fmt.Errorf("%q: %q is not a host name or IP address", v, host)
 	}
-	return Bind{Network: "tcp", Address: net.JoinHostPort(host, port)}, nil
+	return Bind{Network: tcpNetwork(host), Address: net.JoinHostPort(host, port)}, nil
+}
+
+// tcpNetwork picks the address family a --bind host asks for. Go's "tcp"
+// listens dual-stack on a wildcard address, so 0.0.0.0 would also take
+// [::]:PORT: an IPv4 literal gets "tcp4" and an IPv6 literal "tcp6", as
+// gunicorn binds them. [::] alone keeps "tcp", both families, as
+// gunicorn's [::] does on Linux; names resolve at listen time.
+func tcpNetwork(host string) string {
+	addr, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		return "tcp"
+	case addr.Is4():
+		return "tcp4"
+	case addr.IsUnspecified(), addr.Is4In6():
+		return "tcp"
+	default:
+		return "tcp6"
+	}
 }
 
 // ParseLevel maps a --log-level name to a slog level.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestParseServeDefaults(t *testing.T) {
 	if s.App != "mysite.wsgi:application" || s.Workers != 1 || s.Threads != 1 || s.Interface != "auto" {
 		t.Fatalf("unexpected defaults: %+v", s)
 	}
-	if len(s.Binds) != 1 || s.Binds[0] != (Bind{"tcp", "127.0.0.1:8000"}) {
+	if len(s.Binds) != 1 || s.Binds[0] != (Bind{"tcp4", "127.0.0.1:8000"}) {
 		t.Fatalf("default bind: %+v", s.Binds)
 	}
 	if s.Python != "/usr/bin/python3" || s.GracefulTimeout != 30*time.Second || s.MaxQueue != 1024 {
@@ -49,7 +50,7 @@ func TestParseServeFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Bind{{"tcp", "0.0.0.0:80"}, {"tcp", "[::1]:9000"}, {"unix", "/tmp/k.sock"}}
+	want := []Bind{{"tcp4", "0.0.0.0:80"}, {"tcp6", "[::1]:9000"}, {"unix", "/tmp/k.sock"}}
 	if len(s.Binds) != 3 || s.Binds[0] != want[0] || s.Binds[1] != want[1] || s.Binds[2] != want[2] {
 		t.Fatalf("binds %+v", s.Binds)
 	}
@@ -80,7 +81,7 @@ func TestParseServeErrors(t *testing.T) {
 		{[]string{"a:b", "c:d"}, "c:d"},
 		{[]string{"a:"}, "MODULE:CALLABLE"},
 		{[]string{"a:b", "--workers", "0"}, "--workers"},
-		{[]string{"a:b", "-w", "many"}, "--workers"},
+		{[]string{"a:b", "-w", "many"}, "-w"},
 		{[]string{"a:b", "--threads", "-1"}, "--threads"},
 		{[]string{"a:b", "--bind", "nonsense"}, "--bind"},
 		{[]string{"a:b", "--bind", "127.0.0.1:99999"}, "--bind"},
@@ -100,6 +101,29 @@ func TestParseServeErrors(t *testing.T) {
 		{[]string{"a:b", "--chdir", "/definitely/not/here"}, "--chdir"},
 		{[]string{"a:b", "--frobnicate"}, "--frobnicate"},
 		{[]string{"a:b", "--workers"}, "--workers"},
+		// Flags are named as written: one dash, two dashes, shorthand,
+		// "=value" form, and the occurrence at fault of a repeated flag.
+		{[]string{"a:b", "-c", "conf.py"}, "-c"},
+		{[]string{"a:b", "--c"}, "--c"},
+		{[]string{"a:b", "-w", "0"}, "-w"},
+		{[]string{"a:b", "-workers", "0"}, "-workers"},
+		{[]string{"a:b", "--workers=0"}, "--workers"},
+		{[]string{"a:b", "-w=x"}, "-w"},
+		{[]string{"a:b", "-threads"}, "-threads"},
+		{[]string{"a:b", "-w", "99999999999999999999"}, "-w"},
+		{[]string{"a:b", "--ws-per-message-deflate=maybe"}, "--ws-per-message-deflate"},
+		{[]string{"a:b", "-ws-per-message-deflate=maybe"}, "-ws-per-message-deflate"},
+		{[]string{"a:b", "-b", "nonsense"}, "-b"},
+		{[]string{"a:b", "--bind", "127.0.0.1:1", "-b", "nonsense"}, "-b"},
+		{[]string{"a:b", "-b", "nonsense", "--bind", "127.0.0.1:1"}, "-b"},
+		{[]string{"a:b", "-bind", "127.0.0.1:1", "--bind", "x"}, "--bind"},
+		{[]string{"a:b", "--env", "A=1", "-env", "NOVALUE"}, "-env"},
+		{[]string{"a:b", "-log-level", "loud"}, "-log-level"},
+		{[]string{"-interface", "cgi", "a:b"}, "-interface"},
+		{[]string{"a:b", "---x"}, "---x"},
+		// A value that looks like a flag is a value, not a spelling.
+		{[]string{"a:b", "--env", "-w", "-w", "0"}, "-w"},
+		{[]string{"a:b", "--chdir", "-threads", "--threads", "0"}, "--threads"},
 	} {
 		_, err := parse(tc.args, nil)
 		var ue *UsageError
@@ -109,6 +133,51 @@ func TestParseServeErrors(t *testing.T) {
 		}
 		if ue.Flag != tc.flag {
 			t.Errorf("%v: error names %q, want %q (%v)", tc.args, ue.Flag, tc.flag, err)
+		}
+	}
+}
+
+func TestParseBindFamily(t *testing.T) {
+	for _, tc := range []struct{ in, network, addr string }{
+		{"127.0.0.1:8000", "tcp4", "127.0.0.1:8000"},
+		{"0.0.0.0:80", "tcp4", "0.0.0.0:80"},
+		{"[::1]:80", "tcp6", "[::1]:80"},
+		{"[fe80::1%lo]:80", "tcp6", "[fe80::1%lo]:80"},
+		{"[::]:80", "tcp", "[::]:80"},
+		{"[::ffff:127.0.0.1]:80", "tcp", "[::ffff:127.0.0.1]:80"},
+		{"localhost:80", "tcp", "localhost:80"},
+		{":80", "tcp", ":80"},
+		{"unix:/tmp/k.sock", "unix", "/tmp/k.sock"},
+	} {
+		b, err := ParseBind(tc.in)
+		if err != nil || b.Network != tc.network || b.Address != tc.addr {
+			t.Errorf("ParseBind(%q) = %+v, %v; want {%s %s}", tc.in, b, err, tc.network, tc.addr)
+		}
+	}
+}
+
+func TestDefaultIsWhatParseServeUses(t *testing.T) {
+	s, err := parse([]string{"app"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	// The fields ParseServe fills in from elsewhere.
+	d.App, d.Binds, d.Python = s.App, s.Binds, s.Python
+	if !reflect.DeepEqual(*s, d) {
+		t.Fatalf("ParseServe without flags:\n%+v\nDefault():\n%+v", *s, d)
+	}
+	if len(s.Binds) != 1 || s.Binds[0].String() != DefaultBind {
+		t.Fatalf("binds %v, want %s", s.Binds, DefaultBind)
+	}
+	// The help shows the same defaults.
+	var out strings.Builder
+	if _, err := ParseServe([]string{"--help"}, &out, nil, fakeLookPath); !errors.Is(err, ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"(default " + DefaultBind + ")", "(default 120)", "(default 1024)", "(default info)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -6,8 +6,13 @@ import (
 	"strings"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/wire"
 )
+
+// serverSoftware is the environ's SERVER_SOFTWARE (RFC 3875 §4.1.17,
+// "name/version"), computed once: it is the same for every request.
+var serverSoftware = "krait/" + version.String()
 
 // appendEnviron appends the marshal dict of the WSGI environ strings for r
 // (docs/protocol.md). scratch is reusable working memory; the returned
@@ -26,6 +31,7 @@ func appendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 	} else {
 		b = wire.AppendStrPair(b, "SERVER_PROTOCOL", "HTTP/1.1")
 	}
+	b = wire.AppendStrPair(b, "SERVER_SOFTWARE", serverSoftware)
 	scheme := r.Scheme
 	if scheme == "" {
 		scheme = "http"

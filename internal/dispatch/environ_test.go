@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/wire"
 )
 
@@ -52,7 +53,7 @@ func TestEnviron(t *testing.T) {
 			"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/", "QUERY_STRING": "",
 			"SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "10.0.0.2", "SERVER_PORT": "8080",
 			"REMOTE_ADDR": "10.0.0.1", "REMOTE_PORT": "1234", "RAW_URI": "/", "REQUEST_URI": "/",
-			"wsgi.url_scheme": "http",
+			"wsgi.url_scheme": "http", "SERVER_SOFTWARE": "krait/" + version.String(),
 		}, []string{"CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_HOST"}},
 		{"path decoding", func(r *exchange.Request) {
 			r.Target = []byte("/a%20b/%E9t%C3%A9/%2F/%zz/%4?q=%20")
