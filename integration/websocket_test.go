@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -151,7 +152,7 @@ func wsExpectClose(t *testing.T, c *wsConn) (websocket.StatusCode, string) {
 	for {
 		typ, b, err := c.Read(ctx)
 		if err == nil {
-			t.Logf("message before the close: %v %q", typ, truncate(b))
+			t.Errorf("a message before the close: %v %q", typ, truncate(b))
 			continue
 		}
 		var ce websocket.CloseError
@@ -173,7 +174,11 @@ func truncate(b []byte) []byte {
 }
 
 func TestWebSocketAcceptEchoClose(t *testing.T) {
-	k, dir := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketAcceptEchoClose(t, al) })
+}
+
+func testWebSocketAcceptEchoClose(t *testing.T, al *accessLog) {
+	k, dir := startASGI(t, "", al.args()...)
 	c := wsDial(t, k, "/ws/echo?tag=e1", &wsOptions{
 		Subprotocols: []string{"chat.v2", "chat.v1"},
 		HTTPHeader:   http.Header{"X-Client": {"go"}},
@@ -231,10 +236,15 @@ func TestWebSocketAcceptEchoClose(t *testing.T) {
 		wsClose(t, c, 4001, "client bye")
 		waitFileContains(t, events(dir), "ws-disconnect e1 4001 client bye", ioTimeout)
 	})
+	al.expect(t, `"GET /ws/echo\?tag=e1 HTTP/1\.1" 101 -`)
 }
 
 func TestWebSocketServerCloses(t *testing.T) {
-	k, dir := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketServerCloses(t, al) })
+}
+
+func testWebSocketServerCloses(t *testing.T, al *accessLog) {
+	k, dir := startASGI(t, "", al.args()...)
 	c := wsDial(t, k, "/ws/echo?tag=s1", nil)
 	wsWriteText(t, c, "close 4002 server bye")
 	code, reason := wsExpectClose(t, c)
@@ -242,12 +252,20 @@ func TestWebSocketServerCloses(t *testing.T) {
 		t.Errorf("close %d %q, want 4002 %q", code, reason, "server bye")
 	}
 	waitFileContains(t, events(dir), "ws-closed-by-app s1 4002", ioTimeout)
-	// The app learns the connection ended too.
-	waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect s1 \d+`), ioTimeout)
+	// The app learns the connection ended too, with the code it closed with.
+	m := waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect s1 (\d+)`), ioTimeout)
+	if string(m[1]) != "4002" {
+		t.Errorf("the app saw websocket.disconnect %s, want 4002", m[1])
+	}
+	al.expect(t, `"GET /ws/echo\?tag=s1 HTTP/1\.1" 101 -`)
 }
 
 func TestWebSocketRejectAndDeny(t *testing.T) {
-	k, dir := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketRejectAndDeny(t, al) })
+}
+
+func testWebSocketRejectAndDeny(t *testing.T, al *accessLog) {
+	k, dir := startASGI(t, "", al.args()...)
 	t.Run("close before accept is 403", func(t *testing.T) {
 		if status := wsDialStatus(t, k, "/ws/reject"); status != 403 {
 			t.Errorf("status %d, want 403", status)
@@ -268,10 +286,20 @@ func TestWebSocketRejectAndDeny(t *testing.T) {
 	if resp, _ := k.Get("/scope"); resp.StatusCode != 200 {
 		t.Errorf("after refusals: %d", resp.StatusCode)
 	}
+	al.expect(t,
+		`"GET /ws/reject HTTP/1\.1" 403 \d+`,
+		`"GET /ws/deny HTTP/1\.1" 401 18`,
+		`"GET /ws/none HTTP/1\.1" 403 \d+`,
+		`"GET /scope HTTP/1\.1" 200 \d+`,
+	)
 }
 
 func TestWebSocketFragmentedMessage(t *testing.T) {
-	k, _ := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketFragmentedMessage(t, al) })
+}
+
+func testWebSocketFragmentedMessage(t *testing.T, al *accessLog) {
+	k, _ := startASGI(t, "", al.args()...)
 	t.Run("client library fragments", func(t *testing.T) {
 		c := wsDial(t, k, "/ws/echo", nil)
 		ctx, cancel := wsCtx()
@@ -310,11 +338,20 @@ func TestWebSocketFragmentedMessage(t *testing.T) {
 		if !gotPong {
 			t.Errorf("no pong for the ping between fragments")
 		}
+		r.writeFrame(t, true, opClose, []byte{0x03, 0xe8})
+		if code := r.expectCloseFirst(t); code != 1000 {
+			t.Errorf("close echo %d, want 1000", code)
+		}
 	})
+	al.expect(t, `"GET /ws/echo HTTP/1\.1" 101 -`, `"GET /ws/echo HTTP/1\.1" 101 -`)
 }
 
 func TestWebSocketMaxSize(t *testing.T) {
-	k, dir := startASGI(t, "", "--ws-max-size", "4096")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketMaxSize(t, al) })
+}
+
+func testWebSocketMaxSize(t *testing.T, al *accessLog) {
+	k, dir := startASGI(t, "", al.args("--ws-max-size", "4096")...)
 	c := wsDial(t, k, "/ws/echo?tag=m1", nil)
 	at := strings.Repeat("x", 4096)
 	wsWriteText(t, c, at)
@@ -326,10 +363,12 @@ func TestWebSocketMaxSize(t *testing.T) {
 		t.Errorf("close %d %q, want 1009", code, reason)
 	}
 	m := waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect m1 (\d+)`), ioTimeout)
-	t.Logf("the app saw websocket.disconnect code %s", m[1])
+	if string(m[1]) != "1009" {
+		t.Errorf("the app saw websocket.disconnect %s, want 1009", m[1])
+	}
 
 	t.Run("fragmented past the limit", func(t *testing.T) {
-		r := rawWSDial(t, k, "/ws/echo", "")
+		r := rawWSDial(t, k, "/ws/echo?tag=m2", "")
 		r.writeFrame(t, false, opBinary, make([]byte, 3000))
 		r.writeFrame(t, true, opContinuation, make([]byte, 3000))
 		for {
@@ -342,7 +381,12 @@ func TestWebSocketMaxSize(t *testing.T) {
 			}
 			break
 		}
+		m := waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect m2 (\d+)`), ioTimeout)
+		if string(m[1]) != "1009" {
+			t.Errorf("the app saw websocket.disconnect %s, want 1009", m[1])
+		}
 	})
+	al.expect(t, `"GET /ws/echo\?tag=m1 HTTP/1\.1" 101 -`, `"GET /ws/echo\?tag=m2 HTTP/1\.1" 101 -`)
 }
 
 func TestWebSocketPingPong(t *testing.T) {
@@ -357,7 +401,10 @@ func TestWebSocketPingPong(t *testing.T) {
 		}
 	})
 	t.Run("krait pings, closes when pongs stop", func(t *testing.T) {
-		k, dir := startASGI(t, "", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.5")
+		// The timeout must cover this test answering a ping on a busy
+		// machine, or krait gives up while the test is still answering;
+		// it only costs its own length once the test stops answering.
+		k, dir := startASGI(t, "", "--ws-ping-interval", "0.2", "--ws-ping-timeout", "5")
 		r := rawWSDial(t, k, "/ws/idle?tag=p1", "")
 		waitFileContains(t, events(dir), "ws-idle-accepted p1", ioTimeout)
 		pings := 0
@@ -369,19 +416,33 @@ func TestWebSocketPingPong(t *testing.T) {
 			pings++
 			r.writeFrame(t, true, opPong, payload) // still alive
 		}
-		// Now stop answering: krait must give up on the client.
+		// Now stop answering: krait must give up on the client, dropping
+		// the connection (no close frame: the client is unresponsive).
 		for {
 			_, op, _, err := r.tryReadFrame()
-			if err != nil || op == opClose {
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("krait did not drop the connection within %v of the last pong", ioTimeout)
+				}
 				break
 			}
+			if op != opPing {
+				t.Fatalf("frame op %d after the pongs stopped, want only pings until the connection drops", op)
+			}
 		}
-		waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect p1 \d+`), ioTimeout)
+		m := waitFileMatch(t, events(dir), regexp.MustCompile(`ws-disconnect p1 (\d+)`), ioTimeout)
+		if string(m[1]) != "1006" {
+			t.Errorf("the app saw websocket.disconnect %s, want 1006", m[1])
+		}
 	})
 }
 
 func TestWebSocketClientDrops(t *testing.T) {
-	k, dir := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketClientDrops(t, al) })
+}
+
+func testWebSocketClientDrops(t *testing.T, al *accessLog) {
+	k, dir := startASGI(t, "", al.args()...)
 	r := rawWSDial(t, k, "/ws/echo?tag=d1", "")
 	r.writeFrame(t, true, opText, []byte("hi"))
 	if op, p, _ := r.readMessage(t); op != opText || string(p) != "hi" {
@@ -389,10 +450,15 @@ func TestWebSocketClientDrops(t *testing.T) {
 	}
 	r.conn.Close() // no close frame
 	waitFileContains(t, events(dir), "ws-disconnect d1 1006", ioTimeout)
+	al.expect(t, `"GET /ws/echo\?tag=d1 HTTP/1\.1" 101 -`)
 }
 
 func TestWebSocketPermessageDeflate(t *testing.T) {
-	k, _ := startASGI(t, "")
+	withAccessLog(t, func(t *testing.T, al *accessLog) { testWebSocketPermessageDeflate(t, al) })
+}
+
+func testWebSocketPermessageDeflate(t *testing.T, al *accessLog) {
+	k, _ := startASGI(t, "", al.args()...)
 	t.Run("Go client", func(t *testing.T) {
 		c := wsDial(t, k, "/ws/echo", &wsOptions{CompressionMode: websocket.CompressionContextTakeover})
 		ext := c.Resp.Header.Get("Sec-WebSocket-Extensions")

@@ -1,8 +1,10 @@
 package accesslog
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -50,11 +52,46 @@ func (h *handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 }
 
 // recorder passes everything through and remembers the final status and
-// the number of body bytes.
+// the number of body bytes. It follows the exchange wrapper convention:
+// Unwrap exposes the engine's writer, and the optional interfaces it
+// implements (to see a hijack or trailers) forward with the exchange
+// helpers, so wrapping never hides what the engine can do.
 type recorder struct {
 	exchange.ResponseWriter
 	status int
 	bytes  int64
+}
+
+var (
+	_ exchange.ResponseWriter = (*recorder)(nil)
+	_ exchange.Unwrapper      = (*recorder)(nil)
+	_ exchange.Hijacker       = (*recorder)(nil)
+	_ exchange.TrailerWriter  = (*recorder)(nil)
+)
+
+// Unwrap implements exchange.Unwrapper.
+func (r *recorder) Unwrap() exchange.ResponseWriter { return r.ResponseWriter }
+
+// Hijack records a successful hijack as 101: the handler writes the
+// Switching Protocols response itself on the hijacked connection, so
+// WriteHeader never sees it. What goes over the connection afterwards is
+// not a response body and is not counted.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := exchange.Hijack(r.ResponseWriter)
+	if err == nil {
+		r.status = 101
+	}
+	return nc, brw, err
+}
+
+// WriteTrailers forwards the trailers; when they are the first thing
+// written, the engine sends an implicit 200 header first.
+func (r *recorder) WriteTrailers(fields []exchange.Header) error {
+	err := exchange.WriteTrailers(r.ResponseWriter, fields)
+	if r.status == 0 && err == nil {
+		r.status = 200
+	}
+	return err
 }
 
 func (r *recorder) WriteHeader(status int, reason []byte, headers []exchange.Header, contentLength int64) error {

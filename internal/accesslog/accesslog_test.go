@@ -1,8 +1,12 @@
 package accesslog
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +72,90 @@ func TestCombinedFormat(t *testing.T) {
 				t.Fatalf("got  %q\nwant %q", out.String(), tc.want)
 			}
 		})
+	}
+}
+
+// engine is a sink with the optional interfaces of krait's HTTP/1.1 engine.
+type engine struct {
+	sink
+	hijacked bool
+	trailers []exchange.Header
+}
+
+func (e *engine) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	e.hijacked = true
+	return nil, nil, nil
+}
+
+func (e *engine) WriteTrailers(f []exchange.Header) error { e.trailers = f; return nil }
+
+func (e *engine) SendFile(_ *os.File, _, count int64) (int64, error) { return count, nil }
+
+// TestRecorderKeepsCapabilities: behind the access log, the handler still
+// reaches the engine's Hijacker and TrailerWriter, and the line records
+// what happened (101 for a hijack, bytes of SendFile, the implicit 200 of
+// trailers written first).
+func TestRecorderKeepsCapabilities(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(t *testing.T, w exchange.ResponseWriter, e *engine)
+		want  string
+	}{
+		{"hijack", func(t *testing.T, w exchange.ResponseWriter, e *engine) {
+			if !exchange.CanHijack(w) {
+				t.Fatal("CanHijack is false behind the access log")
+			}
+			if _, _, err := exchange.Hijack(w); err != nil || !e.hijacked {
+				t.Fatalf("hijack: %v, engine hijacked %v", err, e.hijacked)
+			}
+		}, `" 101 - "`},
+		{"trailers", func(t *testing.T, w exchange.ResponseWriter, e *engine) {
+			_ = w.WriteHeader(200, nil, nil, -1)
+			_, _ = w.Write([]byte("body"))
+			f := []exchange.Header{{Name: []byte("X-Sum"), Value: []byte("1")}}
+			if err := exchange.WriteTrailers(w, f); err != nil || len(e.trailers) != 1 {
+				t.Fatalf("trailers: %v, engine got %v", err, e.trailers)
+			}
+		}, `" 200 4 "`},
+		{"trailers only", func(t *testing.T, w exchange.ResponseWriter, e *engine) {
+			if err := exchange.WriteTrailers(w, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, `" 200 - "`},
+		{"sendfile", func(t *testing.T, w exchange.ResponseWriter, e *engine) {
+			_ = w.WriteHeader(200, nil, nil, 1234)
+			if n, err := w.SendFile(nil, 0, 1234); n != 1234 || err != nil {
+				t.Fatalf("SendFile: %d %v", n, err)
+			}
+		}, `" 200 1234 "`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			e := &engine{}
+			h := New(&out).Wrap(appFunc(func(w exchange.ResponseWriter, r *exchange.Request) { tc.serve(t, w, e) }))
+			h.Serve(e, &exchange.Request{Method: []byte("GET"), Target: []byte("/"), ProtoMajor: 1, ProtoMinor: 1})
+			if !strings.Contains(out.String(), tc.want) {
+				t.Errorf("line %q lacks %q", out.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestRecorderWithoutEngineSupport: behind the access log, an engine
+// without the optional interfaces is still reported as lacking them.
+func TestRecorderWithoutEngineSupport(t *testing.T) {
+	var out bytes.Buffer
+	h := New(&out).Wrap(appFunc(func(w exchange.ResponseWriter, r *exchange.Request) {
+		if exchange.CanHijack(w) || exchange.CanWriteTrailers(w) {
+			t.Error("the recorder claims capabilities the engine lacks")
+		}
+		if _, _, err := exchange.Hijack(w); !errors.Is(err, exchange.ErrNotSupported) {
+			t.Errorf("Hijack: %v", err)
+		}
+		_ = w.WriteHeader(404, nil, nil, 0)
+	}))
+	h.Serve(&sink{}, &exchange.Request{Method: []byte("GET"), Target: []byte("/"), ProtoMajor: 1, ProtoMinor: 1})
+	if !strings.Contains(out.String(), `" 404 - "`) {
+		t.Errorf("line %q", out.String())
 	}
 }

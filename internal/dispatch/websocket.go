@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -24,7 +25,9 @@ import (
 // WebSocket close codes krait uses itself (RFC 6455 §7.4.1).
 const (
 	closeNormal      = 1000
+	closeProtocolErr = 1002
 	closeAbnormal    = 1006 // never on the wire: the connection dropped
+	closeInvalidData = 1007 // a text message that is not UTF-8 (RFC 6455 §8.1)
 	closeTooBig      = 1009
 	closeInternalErr = 1011
 	closeRestart     = 1012 // service restart: sent to clients on shutdown
@@ -159,8 +162,9 @@ func (d *Dispatcher) acceptWebSocket(w exchange.ResponseWriter, r *exchange.Requ
 		writeError(w, 500, errorHeaders, internalBody)
 		return
 	}
-	hj, ok := w.(exchange.Hijacker)
-	if !ok {
+	// Through the wrapper chain (access log): a type assertion on w would
+	// miss the engine's Hijacker.
+	if !exchange.CanHijack(w) {
 		d.log.Error("this connection cannot be upgraded to a WebSocket")
 		d.wsDrain(s, closeAbnormal, "")
 		writeError(w, 501, errorHeaders, []byte("501 Not Implemented: WebSocket over this protocol\n"))
@@ -171,7 +175,7 @@ func (d *Dispatcher) acceptWebSocket(w exchange.ResponseWriter, r *exchange.Requ
 	for _, h := range r.Headers {
 		hreq.Header.Add(string(h.Name), string(h.Value))
 	}
-	uw := &upgradeWriter{hdr: make(http.Header, len(extra)+4), hj: hj}
+	uw := &upgradeWriter{hdr: make(http.Header, len(extra)+4), w: w}
 	for _, h := range extra {
 		uw.hdr.Add(string(h.Name), string(h.Value))
 	}
@@ -209,11 +213,16 @@ func (d *Dispatcher) acceptWebSocket(w exchange.ResponseWriter, r *exchange.Requ
 // the hijacked connection, or collects an error response for the engine.
 type upgradeWriter struct {
 	hdr      http.Header
-	hj       exchange.Hijacker
+	w        exchange.ResponseWriter // hijacked with exchange.Hijack
 	status   int
 	body     bytes.Buffer
 	hijacked bool
 }
+
+var (
+	_ http.ResponseWriter = (*upgradeWriter)(nil)
+	_ http.Hijacker       = (*upgradeWriter)(nil)
+)
 
 func (u *upgradeWriter) Header() http.Header { return u.hdr }
 
@@ -238,7 +247,7 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if u.status != http.StatusSwitchingProtocols {
 		return nil, nil, errNotUpgrading
 	}
-	nc, brw, err := u.hj.Hijack()
+	nc, brw, err := exchange.Hijack(u.w)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijacking the connection: %w", err)
 	}
@@ -323,6 +332,28 @@ func (d *Dispatcher) wsDrain(s *worker.Stream, code int, reason string) {
 	}
 }
 
+// wsFailed is set by the reader when it fails the connection for a client
+// protocol violation the library does not close itself (invalid UTF-8,
+// an unmasked frame): the close code the client must get, whatever close
+// code the app answers with.
+type wsFailed struct {
+	mu     sync.Mutex
+	code   int // 0: not failed
+	reason string
+}
+
+func (f *wsFailed) set(code int, reason string) {
+	f.mu.Lock()
+	f.code, f.reason = code, reason
+	f.mu.Unlock()
+}
+
+func (f *wsFailed) get() (code int, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.code, f.reason
+}
+
 // wsSession bridges an accepted WebSocket connection and its stream until
 // the stream ends. first holds frames that arrived with WS_ACCEPT.
 func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte) {
@@ -333,11 +364,12 @@ func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte
 	}
 	defer d.untrackWS(c)
 	ctx, cancel := context.WithCancel(context.Background())
+	var failed wsFailed
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.wsReadLoop(ctx, c, s)
+		d.wsReadLoop(ctx, c, s, &failed)
 	}()
 	if d.cfg.WSPingInterval > 0 {
 		wg.Add(1)
@@ -352,7 +384,14 @@ func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte
 		wg.Wait()
 	}()
 
-	var mw io.WriteCloser // the message being written, when it has more pieces
+	// A message the worker sends in several pieces (FlagMore) is collected
+	// here and written as one frame: the client gets exactly one frame per
+	// message, as from uvicorn, never a fragment plus an empty final one.
+	// Collected pieces are credited at once (the worker's window may be
+	// smaller than the message); the memory is the app's own message size.
+	var msg []byte
+	var msgType websocket.MessageType
+	collecting := false
 	clientGone := false
 	b := first
 	for {
@@ -380,27 +419,37 @@ func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte
 				if clientGone {
 					continue
 				}
-				var err error
-				if mw == nil {
-					typ := websocket.MessageText
+				if !collecting {
+					msgType = websocket.MessageText
 					if h.Binary() {
-						typ = websocket.MessageBinary
+						msgType = websocket.MessageBinary
 					}
-					mw, err = c.Writer(ctx, typ)
 				}
-				if err == nil {
-					_, err = mw.Write(p)
+				if h.More() {
+					msg = append(msg, p...)
+					collecting = true
+					continue
 				}
-				if err == nil && !h.More() {
-					err = mw.Close()
-					mw = nil
+				data := p
+				if collecting {
+					msg = append(msg, p...)
+					data = msg
+				}
+				// Conn.Write sends one frame (one compressed frame with
+				// permessage-deflate); p aliases the receive buffer, valid
+				// until the next Recv.
+				err := c.Write(ctx, msgType, data)
+				collecting = false
+				if cap(msg) > wsKeepBuf {
+					msg = nil // do not pin a large message's memory to an idle connection
+				} else {
+					msg = msg[:0]
 				}
 				if err != nil {
 					// The reader sees the connection fail and tells the
 					// worker; messages until the worker's close are dropped.
 					d.log.Debug("writing a WebSocket message failed", "err", err)
 					clientGone = true
-					mw = nil
 				}
 			case wire.WSClose:
 				ended = true
@@ -412,6 +461,11 @@ func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte
 				}
 				if !h.End() {
 					d.log.Error("WS_CLOSE from the worker without END_STREAM", "stream", s.ID())
+				}
+				if fc, fr := failed.get(); fc != 0 {
+					// The reader failed the connection: the client gets
+					// that code, not the app's answer to it.
+					code, reason = fc, fr
 				}
 				d.wsClose(c, code, reason)
 			case wire.Reset:
@@ -432,6 +486,10 @@ func (d *Dispatcher) wsSession(c *websocket.Conn, s *worker.Stream, first []byte
 		}
 	}
 }
+
+// wsKeepBuf is the largest reassembly buffer a session keeps between
+// messages.
+const wsKeepBuf = 64 << 10
 
 // wsClose sends the app's close frame, making an invalid code or an
 // overlong reason valid rather than failing the close.
@@ -464,25 +522,38 @@ func validCloseCode(code int) bool {
 // wsReadLoop forwards the client's messages to the worker, in pieces of
 // at most one buffer within the stream's send window, until the client
 // closes or the connection fails; it then sends WS_CLOSE with the code.
-func (d *Dispatcher) wsReadLoop(ctx context.Context, c *websocket.Conn, s *worker.Stream) {
+//
+// Text messages are checked to be UTF-8 on the way, piece by piece (a code
+// point may straddle two pieces): a piece with invalid UTF-8 is not
+// forwarded, so the worker only ever gets the valid start of a message it
+// never sees complete, and the connection fails with 1007 (RFC 6455 §8.1).
+// Nothing a client sends reaches the worker in a form that breaks the
+// protocol between them.
+func (d *Dispatcher) wsReadLoop(ctx context.Context, c *websocket.Conn, s *worker.Stream, failed *wsFailed) {
 	buf := bodyPool.Get().(*bodyBuf)
 	defer bodyPool.Put(buf)
 	id := s.ID()
+	var text utf8Checker
 	for {
 		typ, rd, err := c.Reader(ctx)
 		if err != nil {
-			d.clientClosed(s, err)
+			d.clientClosed(c, s, err, failed)
 			return
 		}
 		var flags uint8
 		if typ == websocket.MessageBinary {
 			flags = wire.FlagBinary
 		}
+		text.reset()
 		for {
 			n, err := io.ReadFull(rd, buf[wire.HeaderSize:])
 			last := err == io.EOF || err == io.ErrUnexpectedEOF
 			if err != nil && !last {
-				d.clientClosed(s, err)
+				d.clientClosed(c, s, err, failed)
+				return
+			}
+			if typ == websocket.MessageText && !text.check(buf[wire.HeaderSize:wire.HeaderSize+n], last) {
+				d.failClient(c, s, failed, closeInvalidData, "invalid UTF-8 in a text message")
 				return
 			}
 			start := wire.HeaderSize
@@ -514,10 +585,16 @@ func (d *Dispatcher) wsReadLoop(ctx context.Context, c *websocket.Conn, s *worke
 	}
 }
 
+// errUnmaskedText is how github.com/coder/websocket (v1.8.15) reports an
+// unmasked client frame: a plain error, with nothing sent to the client.
+// It has no error value or type for it, so its text is matched.
+const errUnmaskedText = "received unmasked frame from client"
+
 // clientClosed maps the error that ended the client side to a close code
 // for the worker: the client's own code, 1009 for an oversized message,
-// 1006 when the connection dropped.
-func (d *Dispatcher) clientClosed(s *worker.Stream, err error) {
+// 1006 when the connection dropped. An unmasked client frame, which the
+// library reports without closing, fails the connection with 1002.
+func (d *Dispatcher) clientClosed(c *websocket.Conn, s *worker.Stream, err error, failed *wsFailed) {
 	code, reason := closeAbnormal, ""
 	var ce websocket.CloseError
 	switch {
@@ -525,6 +602,9 @@ func (d *Dispatcher) clientClosed(s *worker.Stream, err error) {
 		code, reason = int(ce.Code), ce.Reason
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		code = closeTooBig
+	case strings.Contains(err.Error(), errUnmaskedText):
+		d.failClient(c, s, failed, closeProtocolErr, "unmasked client frame")
+		return
 	case d.stoppingWS():
 		// Shutdown closed this session with 1012; when the client's echo
 		// of the close loses the race with the connection closing, the
@@ -533,6 +613,65 @@ func (d *Dispatcher) clientClosed(s *worker.Stream, err error) {
 	}
 	d.log.Debug("the WebSocket client side ended", "code", code, "err", err)
 	d.sendClose(s, code, reason)
+}
+
+// failClient fails the connection for a client protocol violation: the
+// worker gets WS_CLOSE with code, then the client a close frame with code
+// (Close waits a few seconds for the client's echo, reading and dropping
+// anything else). failed makes the session send code even when the app
+// answers the WS_CLOSE with another one first.
+func (d *Dispatcher) failClient(c *websocket.Conn, s *worker.Stream, failed *wsFailed, code int, reason string) {
+	d.log.Debug("failing a WebSocket connection", "code", code, "reason", reason)
+	failed.set(code, reason)
+	d.sendClose(s, code, reason)
+	_ = c.Close(websocket.StatusCode(code), reason)
+}
+
+// utf8Checker validates a text message given in pieces: up to
+// utf8.UTFMax-1 bytes of a code point cut by a piece boundary are carried
+// to the next piece.
+type utf8Checker struct {
+	carry [utf8.UTFMax]byte
+	n     int
+}
+
+func (u *utf8Checker) reset() { u.n = 0 }
+
+// check reports whether p, following the pieces checked since reset, is
+// still valid UTF-8; last says p ends the message (nothing may be carried).
+func (u *utf8Checker) check(p []byte, last bool) bool {
+	if u.n > 0 {
+		// Complete the carried code point with the first bytes of p.
+		for u.n < utf8.UTFMax && len(p) > 0 && !utf8.FullRune(u.carry[:u.n]) {
+			u.carry[u.n] = p[0]
+			u.n++
+			p = p[1:]
+		}
+		if !utf8.FullRune(u.carry[:u.n]) {
+			return !last // p ran out: still incomplete
+		}
+		if !utf8.Valid(u.carry[:u.n]) {
+			return false
+		}
+		u.n = 0
+	}
+	cut := len(p)
+	if !last {
+		// Hold back an incomplete code point at the end of p.
+		for i := len(p) - 1; i >= 0 && i >= len(p)-(utf8.UTFMax-1); i-- {
+			if utf8.RuneStart(p[i]) {
+				if !utf8.FullRune(p[i:]) {
+					cut = i
+				}
+				break
+			}
+		}
+	}
+	if !utf8.Valid(p[:cut]) {
+		return false
+	}
+	u.n = copy(u.carry[:], p[cut:])
+	return true
 }
 
 // wsPingLoop pings the client every WSPingInterval and drops the

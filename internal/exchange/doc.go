@@ -7,4 +7,23 @@
 // HTTP/1.1 without touching dispatch. Byte slices in a Request alias the
 // engine's buffers to keep the hot path allocation-free; they are valid only
 // for the duration of Handler.Serve.
+//
+// # Optional interfaces and wrappers
+//
+// A ResponseWriter may also implement Hijacker (take the connection over,
+// for WebSocket) and TrailerWriter (chunked trailers). Handlers reach them
+// only through Hijack, WriteTrailers, CanHijack and CanWriteTrailers, never
+// through a type assertion, because a ResponseWriter is often a wrapper
+// (the access log's recorder) around the engine's writer. The convention
+// every wrapper follows:
+//
+//   - It implements Unwrapper (Unwrap returns the writer it wraps), so the
+//     helpers can walk the chain to the writer that has the capability.
+//   - It implements an optional interface only to observe the operation,
+//     and then forwards with the helper on Unwrap() (which returns
+//     ErrNotSupported when nothing below supports it). Whether an operation
+//     is supported is decided by the base writer (the first in the chain
+//     without Unwrap): CanHijack and CanWriteTrailers look only at it.
+//   - It declares what it implements with compile-time checks
+//     (var _ exchange.Unwrapper = (*T)(nil)).
 package exchange

@@ -103,7 +103,8 @@ type Handler interface {
 
 // Hijacker is implemented by a ResponseWriter whose connection a handler
 // may take over, to speak another protocol on it after an HTTP/1.1
-// Upgrade (WebSocket). Check for it with a type assertion.
+// Upgrade (WebSocket). Reach it with the package's Hijack and CanHijack
+// functions, not a type assertion: a wrapper (the access log) would hide it.
 type Hijacker interface {
 	// Hijack hands the connection to the caller: the engine writes
 	// nothing more on it (the caller writes the 101 response itself).
@@ -116,8 +117,9 @@ type Hijacker interface {
 }
 
 // TrailerWriter is implemented by a ResponseWriter that can send trailer
-// fields after the body (HTTP/1.1 chunked responses). Check for it with a
-// type assertion.
+// fields after the body (HTTP/1.1 chunked responses). Reach it with the
+// package's WriteTrailers function, not a type assertion: a wrapper would
+// hide it.
 type TrailerWriter interface {
 	// WriteTrailers ends the body and sends fields as trailers. Fields
 	// must be valid header fields. When the response has no chunked body
