@@ -106,8 +106,8 @@ func (b *bodyReader) fail(err error) error {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
-	b.err = err
 	b.c.wmu.Lock()
+	b.err = err
 	b.c.closeAfter = true
 	b.c.wmu.Unlock()
 	return err

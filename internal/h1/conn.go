@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/krait-server/krait/internal/exchange"
@@ -19,6 +20,12 @@ const (
 	maxChunkLine = 4 << 10   // chunk-size line with extensions
 	discardLimit = 256 << 10 // unread body the engine drains before keep-alive
 	goneLimit    = 64 << 10  // bytes the Gone watcher reads ahead before giving up
+	// idleGrace is how long an idle connection waits on the goroutine
+	// that served its last request. After that it continues on a fresh
+	// goroutine (handoff): the old one's stack, grown by the handler, is
+	// freed, so a long-idle connection holds a minimal stack. Clients
+	// sending their next request sooner never pay for the handoff.
+	idleGrace = time.Second
 )
 
 // Connection states, for Shutdown.
@@ -40,13 +47,26 @@ type conn struct {
 	srv *Server
 	nc  net.Conn
 
-	rbuf  *[]byte // pooled read buffer, nil once replaced by a grown one
-	buf   []byte  // read buffer; unread bytes are buf[r:w]
-	r, w  int
-	pin   int // while a handler runs, bytes below pin hold its request head: never moved
-	wbuf  *[]byte
-	out   []byte // pending response bytes
-	state atomic.Int32
+	// The buffers are held only while a request is being read or served:
+	// an idle connection gives both back (putBufs) and waits for its next
+	// request with no buffer (readIdle).
+	rbuf   *[]byte // pooled read buffer, nil once replaced by a grown one (or none held)
+	buf    []byte  // read buffer; unread bytes are buf[r:w]; nil while idle
+	r, w   int
+	pin    int // while a handler runs, bytes below pin hold its request head: never moved
+	grown  int // bytes of buf beyond readBufSize, reserved from Server.headMem
+	wbuf   *[]byte
+	out    []byte // pending response bytes; nil while idle
+	state  atomic.Int32
+	rc     syscall.RawConn       // nc's raw connection, nil when nc has none
+	idleFn func(fd uintptr) bool // c.idleRead, bound once
+	idleN  int                   // idleRead's result
+	idleEr error                 // idleRead's error
+	// Between requests: waiting is set from the first idle wait until
+	// bytes arrive, idleSince is when that wait began, handoff asks
+	// serve to continue on a fresh goroutine, handedOff says it did.
+	waiting, handoff, handedOff bool
+	idleSince                   time.Time
 
 	rdl, wdl time.Time // read/write deadlines currently set on nc (zero: none)
 	werr     error     // sticky write error
@@ -66,17 +86,15 @@ type conn struct {
 	remoteAddr, localAddr string
 	remotePort, localPort int
 
-	goneFn  func() <-chan struct{} // bound once: Request.Gone costs nothing per request
-	gone    goneWatch
-	scratch []byte // for discarding chunked bodies
+	goneFn func() <-chan struct{} // bound once: Request.Gone costs nothing per request
+	gone   goneWatch
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc}
-	c.rbuf = readPool.Get().(*[]byte)
-	c.buf = *c.rbuf
-	c.wbuf = writePool.Get().(*[]byte)
-	c.out = (*c.wbuf)[:0]
+	if c.rc = rawConn(nc); c.rc != nil {
+		c.idleFn = c.idleRead
+	}
 	c.body.c = c
 	c.rw.c = c
 	c.goneFn = c.goneChan
@@ -86,7 +104,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.req.RemoteAddr, c.req.RemotePort = c.remoteAddr, c.remotePort
 	c.req.LocalAddr, c.req.LocalPort = c.localAddr, c.localPort
 	c.req.Gone = c.goneFn
-	c.req.Headers = make([]exchange.Header, 0, 16)
 	c.state.Store(stateIdle)
 	return c
 }
@@ -100,21 +117,53 @@ func splitAddr(a net.Addr) (string, int) {
 	return "", 0
 }
 
-func (c *conn) release() {
+// release gives the buffers back when the connection closes.
+func (c *conn) release() { c.putBufs() }
+
+// getReadBuf takes a pooled read buffer.
+func (c *conn) getReadBuf() {
+	if c.buf == nil {
+		c.rbuf = readPool.Get().(*[]byte)
+		c.buf = *c.rbuf
+	}
+}
+
+// getWriteBuf takes a pooled response buffer.
+func (c *conn) getWriteBuf() {
+	if c.out == nil {
+		c.wbuf = writePool.Get().(*[]byte)
+		c.out = (*c.wbuf)[:0]
+	}
+}
+
+// putBufs gives both buffers back: pooled ones to their pools, a grown
+// read buffer to the GC (and its bytes to the head-memory budget). The
+// caller has flushed the output and holds no unread input. The last
+// request's slices may still alias the read buffer; they are dead, as
+// they would be once the next request overwrote it.
+func (c *conn) putBufs() {
 	if c.rbuf != nil {
 		readPool.Put(c.rbuf)
-		c.rbuf = nil
 	}
+	if c.grown > 0 {
+		c.srv.releaseHeadMem(c.grown)
+		c.grown = 0
+	}
+	c.rbuf, c.buf = nil, nil
+	c.r, c.w, c.pin = 0, 0, 0
 	if c.wbuf != nil && cap(c.out) == writeBufSize {
 		*c.wbuf = c.out[:0]
 		writePool.Put(c.wbuf)
 	}
-	c.wbuf = nil
-	c.buf, c.out = nil, nil
+	c.wbuf, c.out = nil, nil
 }
 
 func (c *conn) serve() {
+	handedOff := false
 	defer func() {
+		if handedOff {
+			return // the connection lives on in another goroutine
+		}
 		if v := recover(); v != nil {
 			buf := make([]byte, 16<<10)
 			buf = buf[:runtime.Stack(buf, false)]
@@ -127,6 +176,12 @@ func (c *conn) serve() {
 	}()
 	for {
 		if !c.readHead() {
+			if c.handoff {
+				c.handoff = false
+				c.req.Headers = nil // 768 bytes an idle connection need not hold
+				handedOff = true
+				go c.serve()
+			}
 			return
 		}
 		c.serveRequest()
@@ -180,10 +235,10 @@ func (c *conn) readHead() bool {
 				return false
 			}
 		} else if c.w == len(c.buf) {
-			if err := c.makeRoom(); err != nil {
-				// The scanner's limits keep a head below maxBuf; this is
-				// only reached with pathological limits.
-				c.reject(errFieldTooLong)
+			if perr := c.makeRoom(); perr != nil {
+				// The scanner refuses a head before it outgrows maxBuf;
+				// this is the head-memory budget running out.
+				c.reject(perr)
 				return false
 			}
 		}
@@ -191,27 +246,76 @@ func (c *conn) readHead() bool {
 		if err := c.flushAt(now); err != nil {
 			return false
 		}
+		var n int
+		var err error
 		if idle {
-			c.setReadDeadline(now, now.Add(c.srv.cfg.IdleTimeout), c.srv.cfg.IdleTimeout)
+			if !c.waiting {
+				c.waiting, c.idleSince = true, now
+			}
+			c.putBufs()
+			// First wait idleGrace on this goroutine, then (handoff)
+			// the rest of IdleTimeout on a fresh one.
+			grace := c.rc != nil && !c.handedOff && c.srv.cfg.IdleTimeout > 2*idleGrace
+			if grace {
+				c.setReadDeadline(now, c.idleSince.Add(idleGrace), idleGrace)
+			} else {
+				c.setReadDeadline(now, c.idleSince.Add(c.srv.cfg.IdleTimeout), c.srv.cfg.IdleTimeout)
+			}
+			n, err = c.readIdle()
+			if n == 0 && grace && isTimeout(err) {
+				c.handoff, c.handedOff = true, true
+				return false
+			}
+			c.w = n
+			if n > 0 {
+				if !c.state.CompareAndSwap(stateIdle, stateActive) {
+					return false // Shutdown closed us while the bytes arrived
+				}
+				c.waiting, c.handedOff = false, false
+				c.getWriteBuf()
+				if c.req.Headers == nil {
+					c.req.Headers = make([]exchange.Header, 0, 16)
+				}
+			}
 		} else {
 			if headStart.IsZero() {
 				headStart = now
 			}
 			c.setReadDeadline(now, headStart.Add(c.srv.cfg.HeaderTimeout), 0)
-		}
-		n, err := c.nc.Read(c.buf[c.w:])
-		c.w += n
-		if idle && n > 0 && !c.state.CompareAndSwap(stateIdle, stateActive) {
-			return false // Shutdown closed us while the bytes arrived
+			n, err = c.nc.Read(c.buf[c.w:])
+			c.w += n
 		}
 		if err != nil && n == 0 {
-			var ne net.Error
-			if c.w > c.r && errors.As(err, &ne) && ne.Timeout() {
+			if c.w > c.r && isTimeout(err) {
 				c.reject(&protoError{408, "request head not received in time"})
 			}
 			return false
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readIdle waits for the first bytes of a request without holding a
+// buffer: on a raw socket it waits for readability and only then takes a
+// pooled read buffer for the read (idleRead), so 10,000 idle keep-alive
+// connections cost no buffer memory. Other connections read into a pooled
+// buffer. The read buffer is held afterwards whatever the result.
+func (c *conn) readIdle() (int, error) {
+	if c.rc == nil {
+		c.getReadBuf()
+		return c.nc.Read(c.buf)
+	}
+	c.idleN, c.idleEr = 0, nil
+	if err := c.rc.Read(c.idleFn); err != nil {
+		// Deadline or close while waiting (idleRead returned false).
+		c.getReadBuf()
+		return 0, err
+	}
+	return c.idleN, c.idleEr
 }
 
 // setReadDeadline sets the read deadline to dl unless the one in force is
@@ -226,8 +330,9 @@ func (c *conn) setReadDeadline(now, dl time.Time, timeout time.Duration) {
 }
 
 // makeRoom frees space at the end of buf: it moves the unread bytes down to
-// pin, or grows the buffer when that frees nothing.
-func (c *conn) makeRoom() error {
+// pin, or grows the buffer when that frees nothing, within maxBuf (431
+// beyond) and the server's head-memory budget (503 beyond).
+func (c *conn) makeRoom() *protoError {
 	if c.r > c.pin {
 		copy(c.buf[c.pin:], c.buf[c.r:c.w])
 		c.w -= c.r - c.pin
@@ -241,8 +346,14 @@ func (c *conn) makeRoom() error {
 		n = c.srv.maxBuf
 	}
 	if n <= len(c.buf) {
-		return errBufferFull
+		return errHeadTooLarge
 	}
+	more := n - readBufSize - c.grown
+	if !c.srv.reserveHeadMem(more) {
+		c.srv.warnHeadMem(c.remoteAddr)
+		return errHeadMemory
+	}
+	c.grown += more
 	nb := make([]byte, n)
 	copy(nb, c.buf[:c.w])
 	// The old array may hold the running request's head (pin > 0), which
@@ -255,8 +366,6 @@ func (c *conn) makeRoom() error {
 	return nil
 }
 
-var errBufferFull = errors.New("h1: read buffer limit reached")
-
 // fill reads at least one more byte into buf during a request (body, chunk
 // lines, trailers). Pending output is flushed first: the client may wait
 // for it before sending more.
@@ -265,8 +374,8 @@ func (c *conn) fill() error {
 		c.r, c.w = c.pin, c.pin
 	}
 	if c.w == len(c.buf) {
-		if err := c.makeRoom(); err != nil {
-			return err
+		if perr := c.makeRoom(); perr != nil {
+			return perr
 		}
 	}
 	now := time.Now()
@@ -455,11 +564,12 @@ func (c *conn) drainBody() {
 		b.done = true
 		return
 	}
-	if c.scratch == nil {
-		c.scratch = make([]byte, 4<<10)
-	}
+	// A pooled buffer, not one per connection: draining chunked bodies
+	// is rare and an idle connection should hold nothing.
+	sp := readPool.Get().(*[]byte)
+	defer readPool.Put(sp)
 	for !b.done {
-		n, err := b.Read(c.scratch)
+		n, err := b.Read(*sp)
 		total += int64(n)
 		if err == io.EOF {
 			break
@@ -555,7 +665,7 @@ func (c *conn) stopGone() {
 			c.r, c.w = 0, 0
 		}
 		for len(c.buf)-c.w < len(ahead) {
-			if err := c.makeRoom(); err != nil {
+			if perr := c.makeRoom(); perr != nil {
 				c.closeAfter = true
 				return
 			}

@@ -10,12 +10,30 @@
 // # Design
 //
 // One goroutine per connection. Read and write buffers (4 KiB) come from
-// sync.Pools; the read buffer grows on demand up to the size a head can
-// reach under the configured limits. A request's Method, Target, Path,
+// sync.Pools and are held only while a request is read or served: a
+// connection waiting for its next request (or its first) gives both back
+// and waits for readability with no buffer at all, taking a read buffer
+// from the pool only once bytes can be read (syscall.RawConn; connections
+// without one, such as test pipes, read into a pooled buffer). After
+// waiting idleGrace (1 s; when IdleTimeout is over 2 s) it continues on a
+// fresh goroutine with the rest of its idle timeout, so the stack its
+// handler grew is freed too: an idle keep-alive connection costs about
+// 7 KiB of RSS (16 KiB before), most of it the minimal goroutine stack and
+// the conn struct. The read buffer grows on demand (doubling) up to
+// 2×MaxHeaderBytes+8 KiB (a head, plus a trailer section behind it while
+// the handler runs); growth beyond the first 4 KiB is reserved from a
+// budget shared by all connections (MaxHeadMemory, 64 MiB by default): a
+// connection that would exceed it gets 503 and is closed. A grown buffer
+// is dropped, and its budget given back, as soon as its connection is idle
+// or closed; after a burst of 16 MiB or more of large heads has drained,
+// the engine returns the freed memory to the operating system at once
+// (debug.FreeOSMemory, at most once per burst), since an idle Go process
+// would keep it resident for minutes. A request's Method, Target, Path,
 // Query, Headers and Host alias the read buffer, which is never moved or
-// reused below the head while the handler runs. Bodies are streamed to the
-// handler through Request.Body and never buffered whole; large reads go
-// straight from the socket into the caller's slice.
+// reused below the head while the handler runs (and must not be used
+// after it returns: the buffer goes back to the pool). Bodies are
+// streamed to the handler through Request.Body and never buffered whole;
+// large reads go straight from the socket into the caller's slice.
 //
 // Responses are buffered and written when the engine is about to block on
 // a read (so pipelined requests already received are answered in one
@@ -29,7 +47,11 @@
 // Parsing follows RFC 9112 and RFC 9110 and refuses, with a short
 // text/plain error and Connection: close, before the handler sees
 // anything: malformed request lines and methods (including lowercase
-// methods, as gunicorn and nginx do), targets with CTLs or the wrong form
+// methods, as gunicorn and nginx do, and methods over 32 bytes: the
+// longest registered one has 17), targets with anything but VCHARs (CTLs,
+// DEL, and raw bytes >= 0x80, which must be percent-encoded, as h11 and
+// uvicorn require; the VCHARs RFC 3986 leaves out, such as '|' and '{',
+// are tolerated as nginx and net/http do) or the wrong form
 // for the method (asterisk-form only for OPTIONS, authority-form only and
 // always for CONNECT, absolute-form only for http and https), versions
 // other than HTTP/1.0 and HTTP/1.1 (505), lines not ended by CRLF (bare LF
@@ -40,7 +62,10 @@
 // Content-Length, Transfer-Encoding on HTTP/1.0, a Transfer-Encoding whose
 // final coding is not chunked (400) or that names an unknown coding (501),
 // and expectations other than 100-continue (417). Limits: request line
-// (414), field count and field size (431), head timeout (408).
+// (414), field count, field size and the whole head (MaxHeaderBytes, 32
+// KiB by default like nginx's large_client_header_buffers: 431, refused
+// as soon as that many bytes arrived without the end of the head), head
+// timeout (408), head-memory budget (503).
 //
 // Deliberate choices where the RFCs leave room, mostly matching gunicorn's
 // test corpus: "identity" in Transfer-Encoding is ignored; known content
@@ -54,9 +79,13 @@
 //
 // Errors in a chunked body (bad sizes, missing CRLF, forbidden trailer
 // fields such as Content-Length or Host) are found while the handler reads
-// the body: its Read fails with the error, and if it then writes no
-// response the engine answers 400 and closes. A request is never handed to
-// the handler with a body that reads cleanly to io.EOF unless it is valid.
+// the body: its Read fails with the error, and if no response has started
+// when the handler returns (whether it wrote nothing or called Abort, as a
+// proxying handler pumping the body on another goroutine does) the engine
+// answers 400 and closes. The error is recorded under the response lock,
+// and the engine writes the 400 only after the handler returned, so it
+// never races the handler's own writes. A request is never handed to the
+// handler with a body that reads cleanly to io.EOF unless it is valid.
 //
 // # Responses
 //

@@ -57,9 +57,19 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
+		// Whatever was accepted must satisfy the ABNF oracle
+		// (harden_test.go), which shares nothing with the parser.
+		if len(req.Method) > maxMethod {
+			t.Fatalf("accepted a method of %d bytes", len(req.Method))
+		}
 		for _, c := range req.Method {
-			if !tchar[c] || c >= 'a' && c <= 'z' {
+			if !oracleMethodByte(c) {
 				t.Fatalf("accepted method %q", req.Method)
+			}
+		}
+		for _, c := range req.Target {
+			if !oracleTargetByte(c) {
+				t.Fatalf("accepted target %q", req.Target)
 			}
 		}
 		if !bytes.Contains(head, req.Target) || len(req.Target) == 0 {
@@ -72,11 +82,103 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatal("HTTP/1.1 accepted without Host")
 		}
 		for _, h := range req.Headers {
+			if len(h.Name) == 0 {
+				t.Fatal("empty field name accepted")
+			}
+			for _, c := range h.Name {
+				if !oracleTchar(c) {
+					t.Fatalf("field name %q accepted", h.Name)
+				}
+			}
 			for _, c := range h.Value {
-				if !valueOK[c] {
+				if !oracleValueByte(c) {
 					t.Fatalf("value %q accepted", h.Value)
 				}
 			}
+		}
+	})
+}
+
+// FuzzOracleField checks one header field both ways against the oracle:
+// accepted exactly when the name is a token and the value is field-value
+// bytes, and then passed on intact (OWS trimmed). Names with a meaning to
+// the engine (Host, Content-Length, ...) are left to other tests.
+func FuzzOracleField(f *testing.F) {
+	for _, s := range [][2]string{{"Accept", "*/*"}, {"X-A", "a\tb"}, {"X/Y", "v"}, {"X", "a\x01b"}, {"X", "\xe9t\xe9"}, {"{x}", "v"}} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	lim := limits{reqLine: 200, fields: 10, fieldSize: 200}
+	f.Fuzz(func(t *testing.T, name, value []byte) {
+		if bytes.IndexByte(name, ':') >= 0 || len(name)+len(value)+4 > lim.fieldSize {
+			return // ':' ends the name: a different field than meant
+		}
+		switch strings.ToLower(string(name)) {
+		case "host", "content-length", "transfer-encoding", "expect", "connection", "content-type":
+			return
+		}
+		want := len(name) > 0
+		for _, c := range name {
+			want = want && oracleTchar(c)
+		}
+		for _, c := range value {
+			want = want && oracleValueByte(c)
+		}
+		in := []byte("GET / HTTP/1.1\r\nHost: x\r\n" + string(name) + ": " + string(value) + "\r\n\r\n")
+		var s headScan
+		n, perr := s.scan(in, &lim)
+		var req exchange.Request
+		var hi headInfo
+		if perr == nil && n == len(in) {
+			perr = parseHead(in, &req, &hi, &lim, parseOptions{})
+		} else if perr == nil {
+			perr = errBareLF // the value held a CRLF: not one field
+		}
+		if (perr == nil) != want {
+			t.Fatalf("field %q: %q: accepted=%v, oracle=%v (%v)", name, value, perr == nil, want, perr)
+		}
+		if !want || bytes.IndexByte(name, '_') >= 0 {
+			return // names with '_' are dropped
+		}
+		if len(req.Headers) != 2 || !bytes.Equal(req.Headers[1].Name, name) ||
+			!bytes.Equal(req.Headers[1].Value, bytes.Trim(value, " \t")) {
+			t.Fatalf("field %q: %q passed on as %q", name, value, req.Headers)
+		}
+	})
+}
+
+// FuzzOracleRequestLine checks a method and an origin-form target both
+// ways against the oracle.
+func FuzzOracleRequestLine(f *testing.F) {
+	for _, s := range [][2]string{{"GET", "/"}, {"M-SEARCH", "/a?b=c#d"}, {"GET", "/caf\xc3\xa9"}, {"get", "/"}, {"G(T", "/"}, {"GET", "/a b"}, {strings.Repeat("M", maxMethod+1), "/"}} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	lim := limits{reqLine: 200, fields: 10, fieldSize: 200}
+	f.Fuzz(func(t *testing.T, method, target []byte) {
+		if len(method)+len(target)+10 > lim.reqLine || bytes.Equal(method, []byte("CONNECT")) {
+			return
+		}
+		want := len(method) > 0 && len(method) <= maxMethod && len(target) > 0 && target[0] == '/'
+		for _, c := range method {
+			want = want && oracleMethodByte(c)
+		}
+		for _, c := range target {
+			want = want && oracleTargetByte(c)
+		}
+		in := []byte(string(method) + " " + string(target) + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		var s headScan
+		n, perr := s.scan(in, &lim)
+		var req exchange.Request
+		var hi headInfo
+		if perr == nil && n == len(in) {
+			perr = parseHead(in, &req, &hi, &lim, parseOptions{})
+		} else if perr == nil {
+			perr = errBareLF
+		}
+		if (perr == nil) != want {
+			t.Fatalf("%q %q: accepted=%v, oracle=%v (%v)", method, target, perr == nil, want, perr)
+		}
+		if want && (!bytes.Equal(req.Method, method) || !bytes.Equal(req.Target, target)) {
+			t.Fatalf("%q %q passed on as %q %q", method, target, req.Method, req.Target)
 		}
 	})
 }

@@ -44,20 +44,29 @@ var (
 	errChunkCRLF      = &protoError{400, "chunk data not followed by CRLF"}
 	errChunkLine      = &protoError{400, "chunk size line too long"}
 	errTrailerField   = &protoError{400, "forbidden trailer field"}
+	errHeadTooLarge   = &protoError{431, "request header section too large"}
+	errHeadMemory     = &protoError{503, "server busy: too many large request heads"}
 )
+
+// maxMethod is the longest method accepted. The longest registered method
+// (UPDATEREDIRECTREF, RFC 3253) has 17 bytes; 32 leaves room for private
+// extensions while refusing the kilobytes-long "methods" of probes, which
+// would otherwise reach the application and its logs.
+const maxMethod = 32
 
 // limits are the size limits a head (or a trailer section) must respect.
 type limits struct {
 	reqLine   int // bytes of the request line, CRLF excluded
 	fields    int // number of header fields
 	fieldSize int // bytes of one header line, CRLF included (gunicorn's measure)
+	head      int // bytes of the whole head, final CRLF included; 0: no limit
 }
 
 // Byte classes, indexed by byte value.
 var (
 	tchar    [256]bool // RFC 9110 §5.6.2 token characters
 	valueOK  [256]bool // field-value bytes: VCHAR, SP, HTAB, obs-text
-	targetOK [256]bool // request-target bytes: VCHAR and obs-text
+	targetOK [256]bool // request-target bytes: VCHAR
 	regName  [256]bool // RFC 3986 unreserved / sub-delims / '%' (reg-name, userinfo)
 )
 
@@ -67,7 +76,12 @@ func init() {
 		alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 		tchar[c] = alnum || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), b) >= 0
 		valueOK[c] = b == '\t' || b >= 0x20 && b != 0x7f
-		targetOK[c] = b > 0x20 && b != 0x7f
+		// RFC 9112 §3.2 builds request-target from RFC 3986 characters,
+		// which are all VCHAR: no CTLs, SP, DEL or bytes >= 0x80 (raw
+		// UTF-8 must be percent-encoded). VCHARs outside RFC 3986 ("<>\^`{|}
+		// and '#') are tolerated, as h11, net/http and nginx do: real
+		// clients send them unencoded.
+		targetOK[c] = b > 0x20 && b < 0x7f
 		regName[c] = alnum || bytes.IndexByte([]byte("-._~!$&'()*+,;=%"), b) >= 0
 	}
 }
@@ -101,6 +115,11 @@ func (s *headScan) scan(b []byte, lim *limits) (int, *protoError) {
 				}
 				return 0, errFieldTooLong
 			}
+			// No end yet and already head-limit bytes: the head cannot
+			// fit. (A buffer of lim.head bytes therefore always suffices.)
+			if lim.head > 0 && len(b) >= lim.head {
+				return 0, errHeadTooLarge
+			}
 			return 0, nil
 		}
 		end := s.pos + i
@@ -114,6 +133,9 @@ func (s *headScan) scan(b []byte, lim *limits) (int, *protoError) {
 				return 0, errLineTooLong
 			}
 		case n == 0:
+			if lim.head > 0 && end+1 > lim.head {
+				return 0, errHeadTooLarge
+			}
 			return end + 1, nil
 		case n+2 > lim.fieldSize:
 			return 0, errFieldTooLong
@@ -171,6 +193,9 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 	method := line[:sp]
 	if len(method) == 0 {
 		return errRequestLine
+	}
+	if len(method) > maxMethod {
+		return errMethod
 	}
 	for _, c := range method {
 		// Lowercase methods are refused as gunicorn and nginx do: no real

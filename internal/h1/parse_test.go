@@ -238,6 +238,8 @@ func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
 func decodeChunked(body string, wrap func(io.Reader) io.Reader) (string, []exchange.Header, error) {
 	srv := New(nil, Config{})
 	c := newConn(srv, &memConn{r: wrap(strings.NewReader(body))})
+	c.getReadBuf() // as readHead leaves them for a request
+	c.getWriteBuf()
 	defer c.release()
 	hi := headInfo{chunked: true, contentLength: -1}
 	c.body.reset(&hi, 1)

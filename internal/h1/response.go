@@ -388,20 +388,32 @@ func (rw *response) Abort() {
 func (rw *response) finish() {
 	c := rw.c
 	defer func() { rw.finished = true }()
+	if !rw.headerDone {
+		// Nothing of a response has gone out. A malformed body (bad
+		// chunk framing, forbidden trailers, a trailer section over the
+		// limits) is answered like a malformed head, also when the
+		// handler gave up with Abort: a proxying handler that pumps the
+		// body on another goroutine learns of the error only as a failed
+		// stream, and Abort is all it can do. The error is read under
+		// wmu, which fail sets it under, in case that goroutine is late.
+		c.wmu.Lock()
+		berr := c.body.err
+		c.wmu.Unlock()
+		var pe *protoError
+		switch {
+		case errors.As(berr, &pe):
+			c.writeError(pe.status, pe.msg)
+		case rw.aborted || berr != nil:
+			_ = c.flush()       // interim responses, if any
+			c.closeAfter = true // the client went away mid-body, or the handler gave up
+		default:
+			c.writeError(500, "internal server error")
+		}
+		return
+	}
 	if rw.aborted {
 		_ = c.flush()
 		c.closeAfter = true
-		return
-	}
-	if !rw.headerDone {
-		var pe *protoError
-		if errors.As(c.body.err, &pe) {
-			c.writeError(pe.status, pe.msg)
-		} else if c.body.err != nil {
-			c.closeAfter = true // the client went away mid-body
-		} else {
-			c.writeError(500, "internal server error")
-		}
 		return
 	}
 	switch {

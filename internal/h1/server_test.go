@@ -505,28 +505,53 @@ func TestSendFile(t *testing.T) {
 	}
 }
 
+// TestIdleAndHeaderTimeouts checks each timeout on a server where the other
+// cannot interfere (a minute), and asserts only that the short one fires
+// eventually (within the test connections' 20 s deadline), never how soon:
+// the test must hold on a busy machine.
 func TestIdleAndHeaderTimeouts(t *testing.T) {
-	_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 100 * time.Millisecond, HeaderTimeout: 200 * time.Millisecond})
-
-	// Idle keep-alive connection: closed silently.
-	c := dial(t, addr)
-	br := bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	readResponse(t, br, "GET")
-	expectClosed(t, br)
-
-	// Connection that never sends: closed silently.
-	expectClosed(t, bufio.NewReader(dial(t, addr)))
-
-	// Half a head: 408.
-	c = dial(t, addr)
-	br = bufio.NewReader(c)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHo")
-	resp, _ := readResponse(t, br, "GET")
-	if resp.StatusCode != 408 || !resp.Close {
-		t.Fatalf("%d close=%v", resp.StatusCode, resp.Close)
-	}
-	expectClosed(t, br)
+	t.Run("idle keep-alive connection closed silently", func(t *testing.T) {
+		t.Parallel()
+		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 500 * time.Millisecond, HeaderTimeout: time.Minute})
+		// The request must arrive within the idle timeout of a new
+		// connection: a client stalled longer than that (a busy machine)
+		// finds the connection closed, and tries again.
+		for attempt := 1; ; attempt++ {
+			c := dial(t, addr)
+			br := bufio.NewReader(c)
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				if attempt == 5 {
+					t.Fatalf("no response in %d attempts: %v", attempt, err)
+				}
+				t.Logf("attempt %d: %v (client too slow for the idle timeout?)", attempt, err)
+				continue
+			}
+			if _, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %v", resp.StatusCode, err)
+			}
+			expectClosed(t, br)
+			return
+		}
+	})
+	t.Run("connection that never sends closed silently", func(t *testing.T) {
+		t.Parallel()
+		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 500 * time.Millisecond, HeaderTimeout: time.Minute})
+		expectClosed(t, bufio.NewReader(dial(t, addr)))
+	})
+	t.Run("half a head gets 408", func(t *testing.T) {
+		t.Parallel()
+		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: time.Minute, HeaderTimeout: 500 * time.Millisecond})
+		c := dial(t, addr)
+		br := bufio.NewReader(c)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHo")
+		resp, _ := readResponse(t, br, "GET")
+		if resp.StatusCode != 408 || !resp.Close {
+			t.Fatalf("%d close=%v", resp.StatusCode, resp.Close)
+		}
+		expectClosed(t, br)
+	})
 }
 
 func TestLimits(t *testing.T) {
@@ -707,6 +732,11 @@ func TestShutdown(t *testing.T) {
 // TestHotPathAllocs proves the keep-alive hot path allocates nothing: a GET
 // with a few headers answered with a small body, over real TCP.
 func TestHotPathAllocs(t *testing.T) {
+	if raceEnabled {
+		// The race detector makes sync.Pool drop a quarter of what is put
+		// back, so the buffers an idle connection returns get reallocated.
+		t.Skip("sync.Pool drops items at random under -race")
+	}
 	_, addr := startServer(t, handlerFunc(hello), Config{})
 	c := dial(t, addr)
 	req := []byte("GET /hello?x=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n")
@@ -726,6 +756,9 @@ func TestHotPathAllocs(t *testing.T) {
 		t.Fatalf("%.2f allocations per request, want 0", avg)
 	}
 }
+
+// raceEnabled is set by race_test.go in -race builds.
+var raceEnabled bool
 
 // helloLen is the length of the hello response (Date has a fixed width).
 var helloLen = len("HTTP/1.1 200 OK\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\nServer: krait\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!")
