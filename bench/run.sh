@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# bench/run.sh: krait side by side with gunicorn and uvicorn, in one run.
+# bench/run.sh: krait side by side with gunicorn, uvicorn and Granian, in one run.
 #
 # SUITE picks what is measured (see bench/README.md):
 #   SUITE=wsgi   hello world over HTTP (default; krait's WSGI worker vs
-#                gunicorn sync/gthread and uvicorn)
+#                gunicorn sync/gthread, uvicorn and Granian WSGI)
+#   SUITE=flask  a Flask JSON view (bench/apps/flask_json.py, GET /items?n=10)
+#                on every WSGI server: krait, gunicorn sync/gthread, Granian
+#   SUITE=django a Django view rendering a small template through Django's
+#                default middleware (bench/apps/django_site, GET /items?n=10)
+#                on the same WSGI servers
 #   SUITE=asgi   hello world over HTTP, raw ASGI app: krait-asgi vs uvicorn
-#                (httptools+uvloop), hypercorn (uvloop) and gunicorn with
-#                uvicorn's worker; ratios are krait-asgi's
-#   SUITE=ws     WebSocket echo on the same servers and app: bench/wsload (Go)
+#                (httptools+uvloop), hypercorn (uvloop), gunicorn with
+#                uvicorn's worker and Granian ASGI; ratios are krait-asgi's
+#   SUITE=ws     WebSocket echo on the ASGI servers and app: bench/wsload (Go)
 #                instead of wrk, CONNECTIONS open sockets each sending a
 #                WS_SIZE byte text message and awaiting its echo in a loop
 #
-# Every server serves the same hello-world app (bench/apps/) with one worker,
-# its whole process tree pinned to one core (SERVER_CPU) and wrk pinned to the
-# other (WRK_CPU). Each measurement follows a warm-up run. The table at the
-# end gives requests/s, p50, p99, the server's CPU use and krait's ratio to
-# each peer; raw wrk outputs and server logs go to bench/results/<time>/.
+# Every server serves the suite's app (bench/apps/) with one worker, its whole
+# process tree pinned to one core (SERVER_CPU) and wrk pinned to the other
+# (WRK_CPU). Each measurement follows a warm-up run. The table at the end
+# gives requests/s, p50, p99, the server's CPU use and krait's ratio to each
+# peer, then a per-request breakdown (CPU of the front process and of its
+# workers, context switches); raw wrk outputs and server logs go to
+# bench/results/<time>/.
 #
 # Environment (all optional):
 #   DURATION=10s        wrk duration of each measurement
@@ -23,11 +30,16 @@
 #   CONNECTIONS=64      wrk connections (-c); wrk runs one thread (-t1)
 #   ROUNDS=1            measurements per server, interleaved; the median counts
 #   PICK=median         which round stands for a server: median, or best (fastest)
-#   SERVERS="krait gunicorn-sync gunicorn-gthread uvicorn"
+#   SERVERS="krait gunicorn-sync gunicorn-gthread uvicorn granian"
 #                       which servers to run (also: krait-asgi, hypercorn,
-#                       gunicorn-uvicorn, and krait-b: KRAIT_BIN_B run like
-#                       krait, to A/B a change); SUITE=asgi|ws default:
-#                       "krait-asgi uvicorn hypercorn gunicorn-uvicorn"
+#                       gunicorn-uvicorn, granian-asgi, and krait-b:
+#                       KRAIT_BIN_B run like krait, to A/B a change);
+#                       SUITE=flask|django default: "krait gunicorn-sync
+#                       gunicorn-gthread granian"; SUITE=asgi|ws default:
+#                       "krait-asgi uvicorn hypercorn gunicorn-uvicorn
+#                       granian-asgi"
+#   GRANIAN_*           Granian's own settings (e.g. GRANIAN_BLOCKING_THREADS=1)
+#                       reach it unchanged; the default is Granian's defaults
 #   WS_SIZE=13          SUITE=ws: message size in bytes
 #   KRAIT_BIN=path      krait binary; default: go build ./cmd/krait into a temp dir
 #   PYTHON=python3      interpreter that creates bench/.venv (peers, and krait's workers)
@@ -47,17 +59,41 @@ CONNECTIONS=${CONNECTIONS:-64}
 ROUNDS=${ROUNDS:-1}
 export PICK=${PICK:-median}
 SUITE=${SUITE:-wsgi}
+# Per suite: the WSGI and ASGI apps (module:callable in bench/apps; empty:
+# none, and servers of that interface fail), the path wrk requests, the title.
+WSGI_APP="" ASGI_APP="" URL_PATH="/"
 case $SUITE in
 wsgi)
-	SERVERS=${SERVERS:-krait gunicorn-sync gunicorn-gthread uvicorn}
+	SERVERS=${SERVERS:-krait gunicorn-sync gunicorn-gthread uvicorn granian}
 	export BENCH_REF=krait
+	WSGI_APP=hello_wsgi:app ASGI_APP=hello_asgi:app
+	TITLE="WSGI hello world"
 	;;
-asgi | ws)
-	SERVERS=${SERVERS:-krait-asgi uvicorn hypercorn gunicorn-uvicorn}
+flask)
+	SERVERS=${SERVERS:-krait gunicorn-sync gunicorn-gthread granian}
+	export BENCH_REF=krait
+	WSGI_APP=flask_json:app URL_PATH="/items?n=10"
+	TITLE="Flask JSON view (GET $URL_PATH)"
+	;;
+django)
+	SERVERS=${SERVERS:-krait gunicorn-sync gunicorn-gthread granian}
+	export BENCH_REF=krait
+	WSGI_APP=django_site.wsgi:application URL_PATH="/items?n=10"
+	TITLE="Django view with a small template, default middleware (GET $URL_PATH)"
+	;;
+asgi)
+	SERVERS=${SERVERS:-krait-asgi uvicorn hypercorn gunicorn-uvicorn granian-asgi}
 	export BENCH_REF=krait-asgi
+	ASGI_APP=hello_asgi:app
+	TITLE="ASGI hello world"
+	;;
+ws)
+	SERVERS=${SERVERS:-krait-asgi uvicorn hypercorn gunicorn-uvicorn granian-asgi}
+	export BENCH_REF=krait-asgi
+	ASGI_APP=hello_asgi:app
 	;;
 *)
-	echo "run.sh: SUITE=$SUITE is not one of wsgi, asgi, ws" >&2
+	echo "run.sh: SUITE=$SUITE is not one of wsgi, flask, django, asgi, ws" >&2
 	exit 2
 	;;
 esac
@@ -70,7 +106,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-60}
 PROFILE=${PROFILE:-0}
 VENV="$HERE/.venv"
 APPS="$HERE/apps"
-BODY="Hello, World!"
+BODY_FILE="" # what GET URL_PATH must answer for a server to count as ready
 
 OUT="$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
@@ -187,8 +223,29 @@ fi
 	echo "go: $(go version 2>/dev/null || echo '?')"
 	echo "krait: $KRAIT_BIN $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
 	if [[ -z $PEERS_ERROR ]]; then "$VENV/bin/python" -m pip freeze 2>/dev/null | sed 's/^/peer: /'; fi
-	echo "settings: SUITE=$SUITE WS_SIZE=$WS_SIZE DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS PICK=$PICK SERVER_CPU=$SERVER_CPU WRK_CPU=$WRK_CPU"
+	env | grep -E '^GRANIAN_' | sed 's/^/granian env: /' || true
+	echo "settings: SUITE=$SUITE URL_PATH=$URL_PATH WS_SIZE=$WS_SIZE DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS PICK=$PICK SERVER_CPU=$SERVER_CPU WRK_CPU=$WRK_CPU"
 } >"$OUT/env.txt"
+
+# The harness's own accounting, checked on known inputs (a second, no more).
+if ! lib selftest >"$OUT/selftest.txt" 2>&1; then
+	say "warning: benchlib.py selftest failed, the per-request columns may be wrong: $(tr '\n' ' ' <"$OUT/selftest.txt")"
+fi
+
+# --- the body every server must answer ----------------------------------------
+# Hello world is known; a framework's page is whatever its app answers when
+# called in-process (the peers' venv has the frameworks), so every server
+# is checked to serve the very same page before it is measured.
+APP_ERROR=""
+BODY_FILE="$OUT/expected-body"
+if [[ $WSGI_APP == hello_wsgi:* || -z $WSGI_APP ]]; then
+	printf 'Hello, World!' >"$BODY_FILE"
+elif [[ -n $PEERS_ERROR ]]; then
+	APP_ERROR="$WSGI_APP needs the peers' venv: $PEERS_ERROR"
+elif ! (cd "$APPS" && "$VENV/bin/python" "$HERE/benchlib.py" expect "$APPS" "$WSGI_APP" "$URL_PATH") \
+	>"$BODY_FILE" 2>"$OUT/expected-body.log"; then
+	APP_ERROR="$WSGI_APP failed in-process (see expected-body.log): $(tail -n 1 "$OUT/expected-body.log")"
+fi
 
 # --- servers ---------------------------------------------------------------
 
@@ -211,10 +268,10 @@ start_server() {
 	READY[$name]=$ready
 }
 
-# wait_ready NAME: poll until the ready line is logged and GET / answers
-# 200 with the hello body; fail the server if it exits or times out.
+# wait_ready NAME: poll until the ready line is logged and GET URL_PATH
+# answers 200 with the expected body; fail the server if it exits or times out.
 wait_ready() {
-	local name=$1 pid=${PIDS[$1]} url="http://127.0.0.1:${PORTS[$1]}/"
+	local name=$1 pid=${PIDS[$1]} url="http://127.0.0.1:${PORTS[$1]}$URL_PATH"
 	local deadline=$((SECONDS + READY_TIMEOUT))
 	while ((SECONDS < deadline)); do
 		if ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]]; then
@@ -222,7 +279,7 @@ wait_ready() {
 			return 1
 		fi
 		if [[ -z ${READY[$name]} ]] || grep -Eq -- "${READY[$name]}" "$OUT/$name.log"; then
-			if lib probe "$url" "$BODY" 2>"$OUT/$name.probe.txt"; then
+			if lib probe "$url" "$BODY_FILE" 2>"$OUT/$name.probe.txt"; then
 				curl -s -o /dev/null -D "$OUT/$name.headers.txt" "$url" || true
 				echo ok >"$OUT/$name.status"
 				say "$name: ready"
@@ -235,41 +292,46 @@ wait_ready() {
 	return 1
 }
 
+# skip NAME LABEL REASON: a server that cannot start; the others still run.
+skip() {
+	printf '%s\n' "$2" >"$OUT/$1.label"
+	fail "$1" "$3"
+}
+
+# Granian's own GRANIAN_* settings pass through; the label says so.
+GRANIAN_ENV=$(env | grep -E '^GRANIAN_' | sort | tr '\n' ' ' || true)
+GRANIAN_NOTE="Granian's defaults"
+if [[ -n $GRANIAN_ENV ]]; then GRANIAN_NOTE="${GRANIAN_ENV% }"; fi
+
 for name in $SERVERS; do
+	ready="" label="" cmd=() needs_peers=1
+	case $name in
+	krait | krait-b | gunicorn-sync | gunicorn-gthread | granian) app=$WSGI_APP iface=WSGI ;;
+	krait-asgi | uvicorn | hypercorn | gunicorn-uvicorn | granian-asgi) app=$ASGI_APP iface=ASGI ;;
+	*)
+		echo "run.sh: unknown server $name in SERVERS" >&2
+		exit 2
+		;;
+	esac
 	case $name in
 	krait)
 		label="krait (1 worker, 1 thread)"
-		if [[ -n $KRAIT_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$KRAIT_ERROR"
-		else
-			start_server "$name" "$label" 'msg=ready|"msg":"ready"' \
-				"$KRAIT_BIN" serve hello_wsgi:app -b 127.0.0.1:@PORT@ -w 1 --threads 1 \
-				--python "$WORKER_PY" --chdir "$APPS"
-		fi
+		ready='msg=ready|"msg":"ready"' needs_peers=0
+		cmd=("$KRAIT_BIN" serve "$app" -b 127.0.0.1:@PORT@ -w 1 --threads 1
+			--python "$WORKER_PY" --chdir "$APPS")
 		;;
 	krait-b)
 		# A second krait binary, to A/B a change against KRAIT_BIN.
 		label="krait B: ${KRAIT_BIN_B:-unset} (1 worker, 1 thread)"
-		if [[ -z ${KRAIT_BIN_B:-} || ! -x ${KRAIT_BIN_B:-} ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "set KRAIT_BIN_B to a krait binary"
-		else
-			start_server "$name" "$label" 'msg=ready|"msg":"ready"' \
-				"$KRAIT_BIN_B" serve hello_wsgi:app -b 127.0.0.1:@PORT@ -w 1 --threads 1 \
-				--python "$WORKER_PY" --chdir "$APPS"
-		fi
+		ready='msg=ready|"msg":"ready"' needs_peers=0
+		cmd=("${KRAIT_BIN_B:-}" serve "$app" -b 127.0.0.1:@PORT@ -w 1 --threads 1
+			--python "$WORKER_PY" --chdir "$APPS")
 		;;
 	krait-asgi)
 		label="krait ASGI (1 worker)"
-		if [[ -n $KRAIT_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$KRAIT_ERROR"
-		else
-			start_server "$name" "$label" 'msg=ready|"msg":"ready"' \
-				"$KRAIT_BIN" serve hello_asgi:app -b 127.0.0.1:@PORT@ -w 1 --threads 1 \
-				--python "$WORKER_PY" --chdir "$APPS"
-		fi
+		ready='msg=ready|"msg":"ready"' needs_peers=0
+		cmd=("$KRAIT_BIN" serve "$app" -b 127.0.0.1:@PORT@ -w 1 --threads 1
+			--python "$WORKER_PY" --chdir "$APPS")
 		;;
 	gunicorn-sync | gunicorn-gthread)
 		if [[ $name == gunicorn-sync ]]; then
@@ -279,56 +341,56 @@ for name in $SERVERS; do
 			label="gunicorn gthread (1 worker, 2 threads)"
 			kind=(--worker-class gthread --threads 2)
 		fi
-		if [[ -n $PEERS_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$PEERS_ERROR"
-		else
-			start_server "$name" "$label" "" \
-				"$VENV/bin/gunicorn" --workers 1 "${kind[@]}" --bind 127.0.0.1:@PORT@ \
-				--no-control-socket --chdir "$APPS" hello_wsgi:app
-		fi
+		cmd=("$VENV/bin/gunicorn" --workers 1 "${kind[@]}" --bind 127.0.0.1:@PORT@
+			--no-control-socket --chdir "$APPS" "$app")
 		;;
 	uvicorn)
 		label="uvicorn httptools+uvloop (1 worker, raw ASGI)"
-		if [[ -n $PEERS_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$PEERS_ERROR"
-		else
-			start_server "$name" "$label" "" \
-				"$VENV/bin/uvicorn" hello_asgi:app --app-dir "$APPS" --host 127.0.0.1 --port @PORT@ \
-				--workers 1 --http httptools --loop uvloop --no-access-log --log-level warning
-		fi
+		cmd=("$VENV/bin/uvicorn" "$app" --app-dir "$APPS" --host 127.0.0.1 --port @PORT@
+			--workers 1 --http httptools --loop uvloop --no-access-log --log-level warning)
 		;;
 	hypercorn)
 		label="hypercorn uvloop (1 worker, raw ASGI)"
-		if [[ -n $PEERS_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$PEERS_ERROR"
-		else
-			start_server "$name" "$label" "" \
-				env PYTHONPATH="$APPS" "$VENV/bin/hypercorn" hello_asgi:app --bind 127.0.0.1:@PORT@ \
-				--workers 1 --worker-class uvloop --log-level warning
-		fi
+		cmd=(env PYTHONPATH="$APPS" "$VENV/bin/hypercorn" "$app" --bind 127.0.0.1:@PORT@
+			--workers 1 --worker-class uvloop --log-level warning)
 		;;
 	gunicorn-uvicorn)
 		label="gunicorn + uvicorn worker (1 worker, raw ASGI)"
-		if [[ -n $PEERS_ERROR ]]; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "$PEERS_ERROR"
-		elif ! "$VENV/bin/python" -c 'import uvicorn.workers' >/dev/null 2>&1; then
-			printf '%s\n' "$label" >"$OUT/$name.label"
-			fail "$name" "uvicorn.workers is not importable in $VENV (uvicorn without its gunicorn worker)"
-		else
-			start_server "$name" "$label" "" \
-				"$VENV/bin/gunicorn" --workers 1 --worker-class uvicorn.workers.UvicornWorker \
-				--bind 127.0.0.1:@PORT@ --no-control-socket --chdir "$APPS" hello_asgi:app
-		fi
+		cmd=("$VENV/bin/gunicorn" --workers 1 --worker-class uvicorn.workers.UvicornWorker
+			--bind 127.0.0.1:@PORT@ --no-control-socket --chdir "$APPS" "$app")
 		;;
-	*)
-		echo "run.sh: unknown server $name in SERVERS" >&2
-		exit 2
+	granian | granian-asgi)
+		# One worker and otherwise Granian's defaults, as the issue measured
+		# it: WSGI runs the app on blocking threads (up to backpressure/2 =
+		# 512 with one worker), ASGI on --loop auto (uvloop, installed here).
+		if [[ $name == granian ]]; then
+			label="Granian WSGI (1 worker, $GRANIAN_NOTE)"
+		else
+			label="Granian ASGI (1 worker, $GRANIAN_NOTE)"
+		fi
+		cmd=("$VENV/bin/granian" --interface "${iface,,}" --workers 1 --host 127.0.0.1 --port @PORT@
+			--working-dir "$APPS" "$app")
 		;;
 	esac
+	reason=""
+	if [[ -n $APP_ERROR ]]; then
+		reason=$APP_ERROR
+	elif [[ -z $app ]]; then
+		reason="SUITE=$SUITE has no $iface app"
+	elif [[ $name == krait-b && (-z ${KRAIT_BIN_B:-} || ! -x ${KRAIT_BIN_B:-}) ]]; then
+		reason="set KRAIT_BIN_B to a krait binary"
+	elif [[ $name == krait || $name == krait-asgi ]] && [[ -n $KRAIT_ERROR ]]; then
+		reason=$KRAIT_ERROR
+	elif ((needs_peers)) && [[ -n $PEERS_ERROR ]]; then
+		reason=$PEERS_ERROR
+	elif [[ $name == gunicorn-uvicorn ]] && ! "$VENV/bin/python" -c 'import uvicorn.workers' >/dev/null 2>&1; then
+		reason="uvicorn.workers is not importable in $VENV (uvicorn without its gunicorn worker)"
+	fi
+	if [[ -n $reason ]]; then
+		skip "$name" "$label" "$reason"
+	else
+		start_server "$name" "$label" "$ready" "${cmd[@]}"
+	fi
 	ORDER+=("$name")
 done
 
@@ -358,7 +420,7 @@ wrk_run() {
 # measure NAME ROUND: warm-up, then a measured run with the server tree's
 # CPU time sampled before and after.
 measure() {
-	local name=$1 r=$2 url="http://127.0.0.1:${PORTS[$1]}/" pid=${PIDS[$1]} t0 t1
+	local name=$1 r=$2 url="http://127.0.0.1:${PORTS[$1]}$URL_PATH" pid=${PIDS[$1]} t0 t1
 	say "$name: round $r: warm-up $WARMUP, then $DURATION"
 	wrk_run "$WARMUP" "$url" "$OUT/$name.warmup.r$r.txt" || true
 	lib cpu "$pid" "$SERVER_CPU" "$WRK_CPU" >"$OUT/$name.r$r.cpu0.json"
@@ -398,7 +460,7 @@ if [[ $PROFILE != 0 && -n $PROFILE ]]; then
 		perf record -q -g -C "$SERVER_CPU" -o "$OUT/$p.perf.data" >"$OUT/$p.perf.log" 2>&1 &
 		PERF_PID=$!
 		sleep 0.5 # let perf attach; the profile need not cover the first instant
-		wrk_run "$DURATION" "http://127.0.0.1:${PORTS[$p]}/" "$OUT/$p.profiled.txt" || true
+		wrk_run "$DURATION" "http://127.0.0.1:${PORTS[$p]}$URL_PATH" "$OUT/$p.profiled.txt" || true
 		kill -INT "$PERF_PID" 2>/dev/null || true
 		wait "$PERF_PID" 2>/dev/null || true
 		PERF_PID=""
@@ -418,9 +480,8 @@ trap - EXIT
 
 echo
 case $SUITE in
-wsgi) echo "hello world, 1 worker per server on core $SERVER_CPU, wrk -t1 -c$CONNECTIONS -d$DURATION on core $WRK_CPU ($PICK of $ROUNDS)" ;;
-asgi) echo "ASGI hello world, 1 worker per server on core $SERVER_CPU, wrk -t1 -c$CONNECTIONS -d$DURATION on core $WRK_CPU ($PICK of $ROUNDS)" ;;
 ws) echo "WebSocket echo of $WS_SIZE byte messages (requests/s = messages/s), 1 worker per server on core $SERVER_CPU, wsload -c $CONNECTIONS -d $DURATION on core $WRK_CPU ($PICK of $ROUNDS)" ;;
+*) echo "$TITLE, 1 worker per server on core $SERVER_CPU, wrk -t1 -c$CONNECTIONS -d$DURATION on core $WRK_CPU ($PICK of $ROUNDS)" ;;
 esac
 lib report "$OUT" "${ORDER[@]}"
 echo
