@@ -622,6 +622,9 @@ func TestWSGIWorkerCrashReplaced(t *testing.T) {
 }
 
 func TestWSGIQueueFull503(t *testing.T) {
+	// 1 worker x 1 thread runs one request, --max-queue 1 lets one more
+	// wait: of n concurrent requests exactly n-2 must be refused, while the
+	// running one is still blocked, and exactly 2 served once released.
 	k, dir := startWSGI(t, "-w", "1", "--threads", "1", "--max-queue", "1")
 	const n = 6
 	type result struct {
@@ -643,40 +646,34 @@ func TestWSGIQueueFull503(t *testing.T) {
 			results <- result{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b)}
 		}()
 	}
-	// One request runs, one waits in the queue, the rest must be refused
-	// at once; only then is the running one released.
-	var got []result
-	for len(got) < n {
-		r := <-results
-		got = append(got, r)
-		if r.err != nil {
-			t.Fatalf("request failed: %v", r.err)
-		}
-		if r.status == 503 {
-			if r.retryAfter == "" {
-				t.Errorf("503 without Retry-After")
+	next := func(phase string, got int) result {
+		t.Helper()
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatalf("request failed: %v", r.err)
 			}
-			if len(got) == 1 {
-				touch(t, filepath.Join(dir, "release-q"))
-			}
-		} else if len(got) == 1 {
-			t.Fatalf("first answer was %d %q before anything was released; want 503", r.status, r.body)
+			return r
+		case <-ioDeadline():
+			t.Fatalf("%s: only %d answers after %v (a queue longer than --max-queue holds requests back)", phase, got, ioTimeout)
+			return result{}
 		}
 	}
-	var ok, refused int
-	for _, r := range got {
-		switch r.status {
-		case 200:
-			ok++
-		case 503:
-			refused++
-		default:
-			t.Errorf("unexpected status %d %q", r.status, r.body)
+	// Nothing is released yet: the first n-2 answers are all refusals.
+	for i := 0; i < n-2; i++ {
+		r := next("refusals while one request runs and one waits", i)
+		if r.status != 503 {
+			t.Fatalf("answer %d before anything was released: %d %q, want 503", i+1, r.status, r.body)
+		}
+		if r.retryAfter == "" {
+			t.Errorf("503 without Retry-After")
 		}
 	}
-	t.Logf("%d served, %d refused with 503", ok, refused)
-	if ok < 1 || refused < 1 {
-		t.Errorf("%d served, %d refused: want both", ok, refused)
+	touch(t, filepath.Join(dir, "release-q"))
+	for i := 0; i < 2; i++ {
+		if r := next("the running and the queued request", i); r.status != 200 {
+			t.Errorf("after the release: %d %q, want 200", r.status, r.body)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/server"
 	"github.com/krait-server/krait/internal/supervisor"
+	"github.com/krait-server/krait/internal/systemd"
 	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/worker"
 )
@@ -24,6 +25,8 @@ const usage = `krait: an application server for Python web apps (WSGI and ASGI).
 
 Usage:
   krait serve MODULE:CALLABLE [flags]   serve a WSGI or ASGI app (see krait serve --help)
+  krait systemd-unit [--socket] MODULE:CALLABLE [serve flags]
+                                        print a systemd service unit (and socket unit)
   krait version                         print the version
   krait help                            print this help
 `
@@ -38,6 +41,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
+	case "systemd-unit":
+		return systemdUnit(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "krait %s (%s, %s/%s)\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -62,6 +67,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "krait serve: %v\nRun 'krait serve --help' for the flags.\n", err)
 		return 2
 	}
+	// Before anything starts a child process: the variables must not
+	// reach the interpreter probe or the workers.
+	sd, sdErr := systemd.Take()
 
 	errOut, closeErr, err := openLog(cfg.ErrorLog, stderr)
 	if err != nil {
@@ -95,6 +103,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	slog.SetDefault(log)
 
 	log.Info("starting", "version", version.String(), "pid", os.Getpid())
+	if sdErr != nil {
+		log.Warn("ignoring malformed service manager variables", "err", sdErr)
+	}
+	stopReopen := systemd.ReopenOnSIGUSR1(log, logFiles(errOut, accessOut)...)
+	defer stopReopen()
 	// The probe runs beside the start-up, so a slow interpreter delays
 	// nothing; only a boot-failure report waits for it.
 	probeCtx, stopProbe := context.WithCancel(ctx)
@@ -117,6 +130,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		WorkerOutput: errLog,
 		AccessLog:    accessOut,
 		Signals:      signals,
+		Systemd:      sd,
 	})
 	if err == nil {
 		return 0
@@ -141,7 +155,7 @@ func openLog(dest string, std io.Writer) (io.Writer, func(), error) {
 	if dest == "-" {
 		return std, func() {}, nil
 	}
-	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := systemd.OpenLogFile(dest) // SIGUSR1 reopens it
 	if err != nil {
 		return nil, nil, err
 	}

@@ -36,15 +36,88 @@ func (b Bind) String() string {
 // Serve is everything `krait serve` needs. The zero value is not useful:
 // build it with ParseServe, which fills in defaults and validates.
 type Serve struct {
-	// App is the WSGI/ASGI application, "MODULE:CALLABLE" (or "MODULE",
-	// meaning MODULE:application).
-	App string
+	// Worker is what each Python worker process runs and how
+	// (App, Python, Threads, BootTimeout, ...): passed whole to the
+	// supervisor and on to each worker. Its fields are promoted
+	// (s.App, s.Threads).
+	Worker
 
 	// Binds are the addresses to listen on; default 127.0.0.1:8000.
 	Binds []Bind
 
 	// Workers is the number of Python worker processes (default 1).
 	Workers int
+
+	// WSMaxSize is the largest WebSocket message accepted, in bytes
+	// (larger ones close the connection with 1009).
+	WSMaxSize int64
+	// WSPingInterval is how often krait pings an idle WebSocket client
+	// (0 = never); WSPingTimeout is how long it waits for the pong.
+	WSPingInterval, WSPingTimeout time.Duration
+	// WSPerMessageDeflate offers permessage-deflate compression to
+	// WebSocket clients that ask for it.
+	WSPerMessageDeflate bool
+
+	// GracefulTimeout bounds how long a stop waits for in-flight requests.
+	GracefulTimeout time.Duration
+	// MaxQueue is how many requests may wait for a free worker slot, per
+	// worker; beyond it requests are answered 503.
+	MaxQueue int
+
+	// AccessLog is the access log destination: "" (none), "-" (stdout) or a path.
+	AccessLog string
+	// ErrorLog is the error log destination: "-" (stderr, default) or a path.
+	ErrorLog string
+	// LogLevel is the minimum level of the error log.
+	LogLevel slog.Level
+
+	// HTTP is the HTTP/1.1 engine's limits and timeouts, passed whole to
+	// internal/h1. Its fields are promoted (s.KeepAlive).
+	HTTP
+
+	// Static are the --static mounts, in the order given: files served
+	// by Go under a URL prefix, without the Python workers.
+	Static []StaticMount
+	// StaticMaxAge is the Cache-Control max-age of static files whose
+	// names carry no content hash (whole seconds; 0 sends no-cache).
+	StaticMaxAge time.Duration
+
+	// MetricsBind is where Prometheus metrics, /healthz and /readyz are
+	// served, on a listener of their own (never routed to the app); nil
+	// serves none.
+	MetricsBind *Bind
+	// ShutdownDelay is how long a graceful stop keeps serving, with
+	// /readyz answering 503, before the listeners close: time for a load
+	// balancer to notice the instance is going away.
+	ShutdownDelay time.Duration
+
+	// TLS holds the TLS, HTTP/2 and ACME settings (see tls.go).
+	TLS TLS
+
+	// PIDFile is --pid: a file krait writes its pid to after binding and
+	// removes at exit ("" = none). Absolute.
+	PIDFile string
+	// User and Group are --user/--group: the account (name or number)
+	// krait switches to after binding, before starting the workers; ""
+	// keeps the current one. Group defaults to the user's primary group.
+	User, Group string
+	// UDSMode is --uds-mode: the permissions of the unix sockets krait
+	// binds (nil = as bound, i.e. 0777 minus the umask).
+	UDSMode *os.FileMode
+	// BindGiven reports whether --bind was given. Without it, krait
+	// serves every socket systemd passes it (socket activation) instead
+	// of DefaultBind.
+	BindGiven bool
+}
+
+// Worker is the settings of one Python worker process: what it runs and
+// how. internal/supervisor passes it unchanged to internal/worker, so a
+// new worker setting is a field here, a flag in ParseServe and its use in
+// internal/worker.
+type Worker struct {
+	// App is the WSGI/ASGI application, "MODULE:CALLABLE" (or "MODULE",
+	// meaning MODULE:application).
+	App string
 	// Threads is the number of WSGI threads per worker (default 1).
 	Threads int
 
@@ -67,31 +140,15 @@ type Serve struct {
 	// LimitConcurrency caps the ASGI requests one worker runs at once
 	// (0 = no cap); above it requests wait in krait's queue.
 	LimitConcurrency int
-	// WSMaxSize is the largest WebSocket message accepted, in bytes
-	// (larger ones close the connection with 1009).
-	WSMaxSize int64
-	// WSPingInterval is how often krait pings an idle WebSocket client
-	// (0 = never); WSPingTimeout is how long it waits for the pong.
-	WSPingInterval, WSPingTimeout time.Duration
-	// WSPerMessageDeflate offers permessage-deflate compression to
-	// WebSocket clients that ask for it.
-	WSPerMessageDeflate bool
 
-	// GracefulTimeout bounds how long a stop waits for in-flight requests.
-	GracefulTimeout time.Duration
 	// BootTimeout bounds how long a worker may take to import the app.
 	BootTimeout time.Duration
-	// MaxQueue is how many requests may wait for a free worker slot, per
-	// worker; beyond it requests are answered 503.
-	MaxQueue int
+}
 
-	// AccessLog is the access log destination: "" (none), "-" (stdout) or a path.
-	AccessLog string
-	// ErrorLog is the error log destination: "-" (stderr, default) or a path.
-	ErrorLog string
-	// LogLevel is the minimum level of the error log.
-	LogLevel slog.Level
-
+// HTTP is the settings of krait's HTTP/1.1 engine (internal/h1), passed
+// to it whole. The fields without a flag yet have their one default here
+// too: a flag for them touches only ParseServe.
+type HTTP struct {
 	// LimitRequestLine caps the request line in bytes (414 beyond it).
 	LimitRequestLine int
 	// LimitRequestFields caps the number of header fields (431 beyond it).
@@ -102,6 +159,25 @@ type Serve struct {
 	KeepAlive time.Duration
 	// HeaderTimeout is how long a client may take to send a request head.
 	HeaderTimeout time.Duration
+
+	// MaxHeaderBytes caps a whole request head (431 beyond it); the
+	// engine raises it to hold a request line and one field at their
+	// limits. nginx's large_client_header_buffers (4 × 8 KiB) hold the
+	// same; Go's net/http allows 1 MiB, which let 1,000 clients hold a
+	// gigabyte with unfinished heads.
+	MaxHeaderBytes int
+	// MaxHeadMemory is the read-buffer memory all connections of all
+	// listeners together may hold for heads larger than 4 KiB (503
+	// beyond it).
+	MaxHeadMemory int64
+	// WriteTimeout bounds each write to a client.
+	WriteTimeout time.Duration
+}
+
+// StaticMount is one --static URL_PREFIX=DIR.
+type StaticMount struct {
+	Prefix string // "/static": starts with '/', one spelling (see parseStatic)
+	Dir    string // absolute path of an existing directory
 }
 
 // UsageError is a bad command line: a flag, a value or a missing argument.
@@ -174,27 +250,39 @@ const DefaultBind = "127.0.0.1:8000"
 // (Binds from DefaultBind, Python from the environment).
 func Default() Serve {
 	return Serve{
-		Workers:               1,
-		Threads:               1,
-		Interface:             "auto",
-		Loop:                  "auto",
-		Lifespan:              "auto",
-		LimitConcurrency:      0,
-		WSMaxSize:             16 << 20,
-		WSPingInterval:        20 * time.Second,
-		WSPingTimeout:         20 * time.Second,
-		WSPerMessageDeflate:   true,
-		GracefulTimeout:       30 * time.Second,
-		BootTimeout:           120 * time.Second,
-		MaxQueue:              1024,
-		AccessLog:             "",
-		ErrorLog:              "-",
-		LogLevel:              slog.LevelInfo,
-		LimitRequestLine:      4094,
-		LimitRequestFields:    100,
-		LimitRequestFieldSize: 8190,
-		KeepAlive:             5 * time.Second,
-		HeaderTimeout:         10 * time.Second,
+		Worker: Worker{
+			Threads:          1,
+			Interface:        "auto",
+			Loop:             "auto",
+			Lifespan:         "auto",
+			LimitConcurrency: 0,
+			BootTimeout:      120 * time.Second,
+		},
+		Workers:             1,
+		WSMaxSize:           16 << 20,
+		WSPingInterval:      20 * time.Second,
+		WSPingTimeout:       20 * time.Second,
+		WSPerMessageDeflate: true,
+		GracefulTimeout:     30 * time.Second,
+		MaxQueue:            1024,
+		AccessLog:           "",
+		ErrorLog:            "-",
+		LogLevel:            slog.LevelInfo,
+		HTTP: HTTP{
+			LimitRequestLine:      4094,
+			LimitRequestFields:    100,
+			LimitRequestFieldSize: 8190,
+			KeepAlive:             5 * time.Second,
+			HeaderTimeout:         10 * time.Second,
+			MaxHeaderBytes:        32 << 10,
+			MaxHeadMemory:         64 << 20,
+			WriteTimeout:          60 * time.Second,
+		},
+		// An hour bounds how long browsers keep a file a deploy replaced
+		// under the same name; after it a revalidation costs a 304.
+		// Fingerprinted names get a year whatever this says.
+		StaticMaxAge: time.Hour,
+		TLS:          defaultTLS(),
 	}
 }
 
@@ -215,6 +303,8 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	def := Default()
 	s := &def
 	var binds, pythonPath, env stringList
+	var statics stringList
+	var metricsBind string
 	logLevel := strings.ToLower(s.LogLevel.String())
 
 	fs := flag.NewFlagSet("krait serve", flag.ContinueOnError)
@@ -258,6 +348,16 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.IntVar(&s.LimitRequestFieldSize, "limit-request-field_size", s.LimitRequestFieldSize, "maximum size of one request header line in bytes (431 beyond)")
 	fs.Var(seconds{&s.KeepAlive}, "keep-alive", "seconds an idle keep-alive connection is kept open")
 	fs.Var(seconds{&s.HeaderTimeout}, "header-timeout", "seconds a client may take to send a request's headers")
+	fs.Var(&statics, "static", "URL_PREFIX=DIR: serve the files of DIR under URL_PREFIX from Go, without the app; repeatable")
+	fs.Var(seconds{&s.StaticMaxAge}, "static-max-age", "Cache-Control max-age in seconds of static files without a content hash in their name (0 = no-cache)")
+	fs.StringVar(&metricsBind, "metrics-bind", "", "address (HOST:PORT or unix:/path.sock) serving Prometheus /metrics, /healthz and /readyz (default: none)")
+	validateTLS := tlsFlags(fs, &s.TLS)
+	fs.Var(seconds{&s.ShutdownDelay}, "shutdown-delay", "seconds a stop keeps serving with /readyz answering 503 before the listeners close")
+	fs.StringVar(&s.PIDFile, "pid", "", "file to write krait's pid to after binding; removed at exit (default: none)")
+	fs.StringVar(&s.User, "user", "", "user (name or uid) to switch to after binding, before starting the workers (krait must start as root)")
+	fs.StringVar(&s.Group, "group", "", "group (name or gid) to switch to after binding (default: the --user's primary group)")
+	var udsMode string
+	fs.StringVar(&udsMode, "uds-mode", "", "octal permissions of the unix sockets krait binds, e.g. 0660 (default: 0777 minus the umask)")
 
 	// name gives a flag (by its long name) as the user spelled it, for
 	// messages; occurrence i of a repeatable flag has its own spelling.
@@ -297,6 +397,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 		return nil, err
 	}
 
+	defaultBinds := len(binds) == 0
 	if len(binds) == 0 {
 		binds = stringList{DefaultBind}
 	}
@@ -388,6 +489,35 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 			return nil, &UsageError{Flag: spelled.nth("pythonpath", i), Reason: err.Error()}
 		}
 		s.PythonPath = append(s.PythonPath, abs)
+	}
+
+	for i, v := range statics {
+		m, err := parseStatic(v)
+		if err != nil {
+			return nil, &UsageError{Flag: spelled.nth("static", i), Reason: err.Error()}
+		}
+		for _, prev := range s.Static {
+			if prev.Prefix == m.Prefix {
+				return nil, &UsageError{Flag: spelled.nth("static", i), Reason: fmt.Sprintf("prefix %s is already served from %s", m.Prefix, prev.Dir)}
+			}
+		}
+		s.Static = append(s.Static, m)
+	}
+
+	if metricsBind != "" {
+		b, err := ParseBind(metricsBind)
+		if err != nil {
+			return nil, &UsageError{Flag: name("metrics-bind"), Reason: err.Error()}
+		}
+		s.MetricsBind = &b
+	}
+
+	if err := validateTLS(name); err != nil {
+		return nil, err
+	}
+
+	if err := validateOS(s, udsMode, !defaultBinds, name); err != nil {
+		return nil, err
 	}
 
 	py, err := resolvePython(s.Python, getenv, lookPath)
@@ -629,4 +759,75 @@ func resolvePython(explicit string, getenv func(string) string, lookPath func(st
 		return "", errors.New("python3 is not on PATH; pass --python /path/to/python")
 	}
 	return p, nil
+}
+
+// parseStatic parses a --static value, URL_PREFIX=DIR. The prefix is
+// matched against raw request paths, so it must have exactly one
+// spelling: it starts with '/', is not "/" (that would hide the app),
+// and has no '%', '?', '#', whitespace, control bytes, or empty, "." or
+// ".." segments. A trailing '/' is dropped ("/static/" is "/static").
+// DIR must exist and be a directory; it is made absolute.
+func parseStatic(v string) (StaticMount, error) {
+	prefix, dir, ok := strings.Cut(v, "=")
+	if !ok || prefix == "" || dir == "" {
+		return StaticMount{}, fmt.Errorf("%q is not URL_PREFIX=DIR (e.g. /static=./staticfiles)", v)
+	}
+	if prefix[0] != '/' {
+		return StaticMount{}, fmt.Errorf("prefix %q must start with '/'", prefix)
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" {
+		return StaticMount{}, errors.New("prefix \"/\" would hide the app: serve static files under a prefix such as /static")
+	}
+	for _, c := range []byte(prefix) {
+		switch {
+		case c <= ' ' || c >= 0x7f:
+			return StaticMount{}, fmt.Errorf("prefix %q contains whitespace, a control or a non-ASCII byte", prefix)
+		case c == '%' || c == '?' || c == '#':
+			return StaticMount{}, fmt.Errorf("prefix %q contains %q: write the path unencoded, without query or fragment", prefix, c)
+		}
+	}
+	for _, seg := range strings.Split(prefix[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return StaticMount{}, fmt.Errorf("prefix %q has an empty, \".\" or \"..\" segment", prefix)
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return StaticMount{}, fmt.Errorf("directory %s: %w", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case err != nil:
+		return StaticMount{}, fmt.Errorf("directory %s: %w", dir, err)
+	case !fi.IsDir():
+		return StaticMount{}, fmt.Errorf("%s is not a directory", dir)
+	}
+	return StaticMount{Prefix: prefix, Dir: abs}, nil
+}
+
+// validateOS checks the operating-system integration flags: --pid made
+// absolute (krait's working directory is not the workers'), --group only
+// with --user, --uds-mode an octal permission set.
+func validateOS(s *Serve, udsMode string, bindGiven bool, name func(string) string) error {
+	s.BindGiven = bindGiven
+	if s.PIDFile != "" {
+		abs, err := filepath.Abs(s.PIDFile)
+		if err != nil {
+			return &UsageError{Flag: name("pid"), Reason: err.Error()}
+		}
+		s.PIDFile = abs
+	}
+	if s.Group != "" && s.User == "" {
+		return &UsageError{Flag: name("group"), Reason: "needs --user (krait changes group and user together, after binding)"}
+	}
+	if udsMode != "" {
+		m, err := strconv.ParseUint(udsMode, 8, 32)
+		if err != nil || m > 0o777 {
+			return &UsageError{Flag: name("uds-mode"), Reason: fmt.Sprintf("%q is not octal permissions from 0000 to 0777, e.g. 0660", udsMode)}
+		}
+		mode := os.FileMode(m)
+		s.UDSMode = &mode
+	}
+	return nil
 }

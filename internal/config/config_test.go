@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -190,5 +191,50 @@ func TestParseServeHelp(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "--bind") || !strings.Contains(out.String(), "Usage: krait serve") {
 		t.Fatalf("help text:\n%s", out.String())
+	}
+}
+
+func TestParseServeStatic(t *testing.T) {
+	dir := t.TempDir()
+	other := t.TempDir()
+	file := dir + "/f.txt"
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := parse([]string{"app", "--static", "/static=" + dir, "-static", "/media/=" + other, "--static-max-age", "60"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []StaticMount{{"/static", dir}, {"/media", other}}
+	if !reflect.DeepEqual(s.Static, want) || s.StaticMaxAge != time.Minute {
+		t.Fatalf("Static %+v, StaticMaxAge %v; want %+v, 1m", s.Static, s.StaticMaxAge, want)
+	}
+	if s, err := parse([]string{"app"}, nil); err != nil || s.StaticMaxAge != time.Hour || s.Static != nil {
+		t.Fatalf("defaults: %+v, %v", s, err)
+	}
+	for _, tc := range []struct {
+		args   []string
+		flag   string
+		reason string
+	}{
+		{[]string{"--static", "static=" + dir}, "--static", "must start with '/'"},
+		{[]string{"--static", "/static"}, "--static", "is not URL_PREFIX=DIR"},
+		{[]string{"--static", "/static="}, "--static", "is not URL_PREFIX=DIR"},
+		{[]string{"--static", "/=" + dir}, "--static", "would hide the app"},
+		{[]string{"--static", "/st%61tic=" + dir}, "--static", "contains '%'"},
+		{[]string{"--static", "/a/../b=" + dir}, "--static", "segment"},
+		{[]string{"--static", "/a//b=" + dir}, "--static", "segment"},
+		{[]string{"--static", "/a b=" + dir}, "--static", "whitespace"},
+		{[]string{"--static", "/static=" + dir + "/missing"}, "--static", "no such file or directory"},
+		{[]string{"--static", "/static=" + file}, "--static", "is not a directory"},
+		{[]string{"--static", "/s=" + dir, "-static", "/s/=" + other}, "-static", "already served from " + dir},
+		{[]string{"--static-max-age", "-1"}, "--static-max-age", "seconds >= 0"},
+		{[]string{"-static-max-age", "soon"}, "-static-max-age", "seconds >= 0"},
+	} {
+		_, err := parse(append([]string{"app"}, tc.args...), nil)
+		var ue *UsageError
+		if !errors.As(err, &ue) || ue.Flag != tc.flag || !strings.Contains(ue.Reason, tc.reason) {
+			t.Errorf("%q: got %v; want a UsageError naming %s with %q", tc.args, err, tc.flag, tc.reason)
+		}
 	}
 }

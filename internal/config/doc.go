@@ -8,6 +8,16 @@
 // own defaults for these settings: internal/server passes every value
 // explicitly.
 //
+// Settings that belong to one component are grouped in a sub-struct that
+// is passed to it whole instead of copied field by field: Worker (what a
+// Python worker runs, for internal/supervisor and internal/worker) and
+// HTTP (limits and timeouts of internal/h1). Serve embeds them, so their
+// fields read as s.Threads or s.KeepAlive. A new setting of one of them
+// is a field there, its default in Default, a flag in ParseServe and its
+// use in that component, nothing in between. HTTP also carries the
+// engine settings that have no flag yet (MaxHeaderBytes, MaxHeadMemory,
+// WriteTimeout), so their defaults too are declared only here.
+//
 // A Bind's Network is the address family its host asks for ("tcp4" for
 // an IPv4 literal, "tcp6" for an IPv6 literal, "tcp" for [::] and names).
 package config

@@ -2,18 +2,20 @@ package dispatch
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/krait-server/krait/internal/codec"
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/supervisor"
 	"github.com/krait-server/krait/internal/wire"
 	"github.com/krait-server/krait/internal/worker"
+	"github.com/krait-server/krait/internal/wsbridge"
 )
 
 // Config tunes the Dispatcher.
@@ -24,39 +26,20 @@ type Config struct {
 	MaxQueue int
 	// Log receives protocol problems and app errors (nil = slog.Default()).
 	Log *slog.Logger
-
-	// WSMaxSize is the largest WebSocket message a client may send, in
-	// bytes; a larger one closes the connection with code 1009
-	// (0 = DefaultWSMaxSize).
-	WSMaxSize int64
-	// WSPingInterval is how often krait pings an idle WebSocket client
-	// (0 = never).
-	WSPingInterval time.Duration
-	// WSPingTimeout is how long a ping may wait for its pong before the
-	// connection is dropped (0 = DefaultWSPingTimeout).
-	WSPingTimeout time.Duration
-	// WSPerMessageDeflate enables the permessage-deflate extension when
-	// the client offers it (without context takeover, so an idle
-	// connection holds no compressor state).
-	WSPerMessageDeflate bool
+	// WebSocket tunes the WebSocket bridge (its Log defaults to Log).
+	WebSocket wsbridge.Config
 }
 
-// Defaults for the WebSocket settings of Config.
-const (
-	DefaultWSMaxSize     = 16 << 20
-	DefaultWSPingTimeout = 20 * time.Second
-)
+// MaxResponseHead is the largest response head an app may send, in bytes
+// (codec.MaxResponseHead).
+const MaxResponseHead = codec.MaxResponseHead
 
 // Dispatcher is an exchange.Handler that runs requests on a worker pool.
 type Dispatcher struct {
 	pool     *supervisor.Pool
 	maxQueue int
 	log      *slog.Logger
-	cfg      Config
-
-	wsMu       sync.Mutex
-	wsConns    map[*websocket.Conn]struct{} // live WebSocket sessions
-	wsStopping bool
+	ws       *wsbridge.Bridge
 }
 
 // New returns a Dispatcher for pool.
@@ -64,14 +47,17 @@ func New(pool *supervisor.Pool, cfg Config) *Dispatcher {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.WSMaxSize <= 0 {
-		cfg.WSMaxSize = DefaultWSMaxSize
+	if cfg.WebSocket.Log == nil {
+		cfg.WebSocket.Log = cfg.Log
 	}
-	if cfg.WSPingTimeout <= 0 {
-		cfg.WSPingTimeout = DefaultWSPingTimeout
-	}
-	return &Dispatcher{pool: pool, maxQueue: max(cfg.MaxQueue, 0), log: cfg.Log, cfg: cfg}
+	return &Dispatcher{pool: pool, maxQueue: max(cfg.MaxQueue, 0), log: cfg.Log, ws: wsbridge.New(cfg.WebSocket)}
 }
+
+// Shutdown starts closing every WebSocket session with code 1012 (service
+// restart), and makes sessions accepted from now on close at once (see
+// wsbridge.Bridge.Shutdown). Call it when a graceful stop begins; it does
+// not wait. HTTP requests are not affected.
+func (d *Dispatcher) Shutdown() { d.ws.Shutdown() }
 
 // inlineBody is the largest request body read before taking a worker slot
 // and sent in the same write as REQUEST; larger or chunked bodies are
@@ -82,14 +68,13 @@ const inlineBody = 64 << 10
 type state struct {
 	frames  []byte // outgoing frames
 	scratch []byte // path decoding, joined header values
-	latin   []byte // latin-1 conversions of response header values
-	hdrs    []exchange.Header
-	dec     wire.Decoder
+	spare   []byte // the same while scratch holds the inline body
+	parser  codec.Parser
 	timer   *time.Timer // ASGI: arms the disconnect watch (recvArming)
 }
 
 var statePool = sync.Pool{New: func() any {
-	return &state{frames: make([]byte, 0, 4096), scratch: make([]byte, 0, 512), hdrs: make([]exchange.Header, 0, 16)}
+	return &state{frames: make([]byte, 0, 4096), scratch: make([]byte, 0, 512)}
 }}
 
 // bodyBuf is a pump's buffer: room for a frame header before the payload.
@@ -102,20 +87,12 @@ var (
 	hdrRetry     = exchange.Header{Name: []byte("Retry-After"), Value: []byte("1")}
 	busyHeaders  = []exchange.Header{hdrText, hdrRetry}
 	errorHeaders = []exchange.Header{hdrText}
-	// upgradeHeaders go with 426 to a WebSocket client of another version.
-	upgradeHeaders = []exchange.Header{hdrText, {Name: []byte("Sec-WebSocket-Version"), Value: []byte("13")}}
-	busyBody       = []byte("503 Service Unavailable: every worker is busy, retry shortly.\n")
-	closingBody    = []byte("503 Service Unavailable: the server is shutting down.\n")
-	badGwBody      = []byte("502 Bad Gateway: the application worker failed.\n")
-	internalBody   = []byte("500 Internal Server Error\n")
+	busyBody     = []byte("503 Service Unavailable: every worker is busy, retry shortly.\n")
+	closingBody  = []byte("503 Service Unavailable: the server is shutting down.\n")
+	badGwBody    = []byte("502 Bad Gateway: the application worker failed.\n")
+	timeoutBody  = []byte("408 Request Timeout: the request body did not arrive in time.\n")
+	internalBody = []byte("500 Internal Server Error\n")
 )
-
-func writeError(w exchange.ResponseWriter, status int, headers []exchange.Header, body []byte) {
-	if err := w.WriteHeader(status, nil, headers, int64(len(body))); err != nil {
-		return
-	}
-	_, _ = w.Write(body)
-}
 
 // Serve runs r on a worker and writes its response to w.
 func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
@@ -123,21 +100,54 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	defer statePool.Put(st)
 
 	// A small body is read before a slot is taken, so a slow client
-	// does not hold a worker, and goes out in the REQUEST's write.
+	// does not hold a worker, and goes out in the REQUEST's write. Of a
+	// larger or chunked body the first bytes are read before a slot is
+	// taken (pre), so a client that announces a body and never sends it
+	// holds no worker either; the pump sends them first.
 	var body []byte
 	inline := r.ContentLength == 0
-	if r.ContentLength > 0 && r.ContentLength <= inlineBody {
-		n := int(r.ContentLength)
-		if cap(st.scratch) < n {
-			st.scratch = make([]byte, n)
+	var pre *bodyBuf // owned by the pump once it starts
+	var preN int
+	defer func() {
+		if pre != nil {
+			bodyPool.Put(pre)
 		}
-		body = st.scratch[:n]
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			d.log.Debug("reading the request body failed", "err", err)
-			w.Abort()
-			return
+	}()
+	if r.ContentLength != 0 {
+		// The engine sends "100 Continue" on the first body read. Refuse
+		// now, without it, when no worker could take the request: the
+		// client then never sends a body for nothing.
+		if httpx.HasToken(r.Headers, "Expect", "100-continue") {
+			if err := d.pool.Admits(d.maxQueue); err != nil {
+				d.openFailed(w, err)
+				return
+			}
 		}
-		inline = true
+		if r.ContentLength > 0 && r.ContentLength <= inlineBody {
+			n := int(r.ContentLength)
+			if cap(st.scratch) < n {
+				st.scratch = make([]byte, n)
+			}
+			body = st.scratch[:n]
+			if _, err := io.ReadFull(r.Body, body); err != nil {
+				d.bodyFailed(w, err)
+				return
+			}
+			inline = true
+		} else {
+			pre = bodyPool.Get().(*bodyBuf)
+			n, err := readFirst(r.Body, pre[wire.HeaderSize:])
+			if err != nil && err != io.EOF {
+				d.bodyFailed(w, err)
+				return
+			}
+			if err == io.EOF {
+				// The whole (chunked) body came at once: send it inline.
+				body = pre[wire.HeaderSize : wire.HeaderSize+n]
+				inline = true
+			}
+			preN = n
+		}
 	}
 
 	var s *worker.Stream
@@ -154,15 +164,11 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 			return
 		}
 		asgi = s.Worker().Interface() == "asgi"
-		if asgi && hasToken(r.Headers, "Upgrade", "websocket") {
-			if status, msg := checkHandshake(r); status != 0 {
+		if asgi && wsbridge.IsUpgrade(r) {
+			if status, msg := wsbridge.CheckHandshake(r); status != 0 {
 				s.Close()
 				d.log.Debug("invalid WebSocket handshake", "err", msg)
-				hdrs := errorHeaders
-				if status == 426 {
-					hdrs = upgradeHeaders
-				}
-				writeError(w, status, hdrs, []byte(msg+"\n"))
+				wsbridge.Refuse(w, status, msg)
 				return
 			}
 			ws = true
@@ -175,23 +181,33 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 			break
 		}
 		s.Close()
-		if errors.Is(err, worker.ErrStopping) && attempt < 3 {
-			continue // the worker began stopping after we picked it
+		// The worker began stopping after we picked it, or had died
+		// before a byte of the request reached it: run it on another.
+		if (errors.Is(err, worker.ErrStopping) || errors.Is(err, worker.ErrNotDelivered)) && attempt < 3 {
+			continue
 		}
 		d.log.Warn("sending a request to a worker failed", "err", err)
-		writeError(w, 502, errorHeaders, badGwBody)
+		httpx.WriteError(w, 502, errorHeaders, badGwBody)
 		return
 	}
 
 	if ws {
-		d.serveWebSocket(w, r, s, st)
+		deny, err := d.ws.Serve(w, r, s)
+		switch {
+		case err != nil:
+			d.frameFailed(w, s, err)
+		case deny != nil:
+			// The app answered the handshake with HTTP: relay it.
+			d.relay(w, r, s, st, true, deny)
+		}
 		s.Close()
 		return
 	}
 	var pumpDone chan struct{}
 	if !inline {
 		pumpDone = make(chan struct{})
-		go d.pump(s, r.Body, pumpDone)
+		go d.pump(s, r.Body, pre, preN, pumpDone)
+		pre = nil
 	}
 	d.relay(w, r, s, st, asgi, nil)
 	if pumpDone != nil {
@@ -203,14 +219,16 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 func (d *Dispatcher) openFailed(w exchange.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, supervisor.ErrQueueFull):
-		writeError(w, 503, busyHeaders, busyBody)
+		httpx.WriteError(w, 503, busyHeaders, busyBody)
 	case errors.Is(err, supervisor.ErrClosed):
-		writeError(w, 503, busyHeaders, closingBody)
+		httpx.WriteError(w, 503, busyHeaders, closingBody)
+	case errors.Is(err, supervisor.ErrUnavailable):
+		httpx.WriteError(w, 503, busyHeaders, []byte("503 Service Unavailable: no worker is running; krait keeps trying to start one.\n"))
 	case errors.Is(err, supervisor.ErrGone):
 		w.Abort()
 	default:
 		d.log.Warn("no worker could take the request", "err", err)
-		writeError(w, 502, errorHeaders, badGwBody)
+		httpx.WriteError(w, 502, errorHeaders, badGwBody)
 	}
 }
 
@@ -222,21 +240,14 @@ func (d *Dispatcher) requestFrames(st *state, r *exchange.Request, s *worker.Str
 		flags = wire.FlagEndStream
 	}
 	// body may alias st.scratch: build the environ with spare scratch.
-	var scratch []byte
+	scratch := &st.scratch
 	if len(body) > 0 {
-		scratch = st.latin[:0]
-	} else {
-		scratch = st.scratch
+		scratch = &st.spare
 	}
 	if asgi {
-		b, scratch = appendScope(b, r, ws, scratch)
+		b, *scratch = codec.AppendScope(b, r, ws, *scratch)
 	} else {
-		b, scratch = appendEnviron(b, r, scratch)
-	}
-	if len(body) > 0 {
-		st.latin = scratch
-	} else {
-		st.scratch = scratch
+		b, *scratch = codec.AppendEnviron(b, r, *scratch)
 	}
 	if err := wire.FinishFrame(b, off, wire.Request, flags, s.ID()); err != nil {
 		return b, err
@@ -251,20 +262,51 @@ func (d *Dispatcher) requestFrames(st *state, r *exchange.Request, s *worker.Str
 	return b, nil
 }
 
+// readFirst reads the first bytes of a request body: at least one byte,
+// or the end of the body, or an error (the engine bounds the wait).
+func readFirst(body io.Reader, p []byte) (int, error) {
+	for range 100 {
+		if n, err := body.Read(p); n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// bodyFailed answers a request whose body could not be read before it
+// reached a worker.
+func (d *Dispatcher) bodyFailed(w exchange.ResponseWriter, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The engine's body timeout (--header-timeout of inactivity): the
+		// client announced a body, or was sent 100 Continue, and did not
+		// send it. The engine closes the connection after this answer.
+		d.log.Debug("the request body did not arrive in time", "err", err)
+		httpx.WriteError(w, 408, errorHeaders, timeoutBody)
+		return
+	}
+	// Malformed chunked framing: the engine answers 400 itself when no
+	// response was written; a client that went away gets nothing.
+	d.log.Debug("reading the request body failed", "err", err)
+}
+
 // pump streams a large or chunked request body to the worker, within the
-// stream's send window.
-func (d *Dispatcher) pump(s *worker.Stream, body io.Reader, done chan<- struct{}) {
+// stream's send window. buf holds the body's first n bytes, read before
+// the slot was taken; pump returns it to bodyPool.
+func (d *Dispatcher) pump(s *worker.Stream, body io.Reader, buf *bodyBuf, n int, done chan<- struct{}) {
 	defer close(done)
-	buf := bodyPool.Get().(*bodyBuf)
 	defer bodyPool.Put(buf)
 	id := s.ID()
-	for {
-		n, rerr := body.Read(buf[wire.HeaderSize:])
-		eof := rerr == io.EOF
-		if rerr != nil && !eof {
-			d.log.Debug("reading the request body failed, resetting the stream", "err", rerr)
-			s.Reset()
-			return
+	for first := true; ; first = false {
+		eof := false
+		if !first {
+			var rerr error
+			n, rerr = body.Read(buf[wire.HeaderSize:])
+			eof = rerr == io.EOF
+			if rerr != nil && !eof {
+				d.log.Debug("reading the request body failed, resetting the stream", "err", rerr)
+				s.Reset()
+				return
+			}
 		}
 		// Send buf[start:start+n], each piece's header written over the
 		// bytes just before it (already copied out by Send).
@@ -301,6 +343,10 @@ func (d *Dispatcher) pump(s *worker.Stream, body io.Reader, done chan<- struct{}
 func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream, st *state, asgi bool, first []byte) {
 	started := false
 	declared := int64(-1) // the length passed to WriteHeader
+	// A HEAD response's Content-Length describes the GET's body (RFC 9110
+	// §9.3.2) and a 204 or 304 has none: no body is owed for it.
+	head := string(r.Method) == "HEAD"
+	bodyless := head
 	var written int64
 	truncated := false
 	// A streamed response (server-sent events, long polls) may wait long
@@ -343,7 +389,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 			if started {
 				w.Abort()
 			} else {
-				writeError(w, 502, errorHeaders, badGwBody)
+				httpx.WriteError(w, 502, errorHeaders, badGwBody)
 			}
 			return
 		}
@@ -356,24 +402,25 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 			ended = ended || h.End()
 			switch h.Type {
 			case wire.Response:
-				status, reason, hdrs, cl, trailers, err := d.parseResponse(st, p)
+				resp, err := st.parser.Response(p)
 				if err != nil {
-					if errors.Is(err, wire.ErrProtocol) {
-						d.log.Error("undecodable RESPONSE, killing the worker", "pid", s.Worker().Pid(), "err", err)
-						s.Worker().Kill()
-						writeError(w, 502, errorHeaders, badGwBody)
-						return
-					}
-					d.log.Error("invalid response from the application", "err", err)
-					s.Reset()
-					writeError(w, 500, errorHeaders, internalBody)
+					d.frameFailed(w, s, fmt.Errorf("RESPONSE: %w", err))
 					return
 				}
-				length := cl
-				if length < 0 && !trailers {
-					length = exactLength(h, b)
+				for _, name := range resp.Dropped {
+					d.log.Error("the application set a hop-by-hop header; dropped", "header", string(name))
 				}
-				if err := w.WriteHeader(status, reason, hdrs, length); err != nil {
+				status := resp.Status
+				length := resp.ContentLength
+				if length < 0 && !resp.Trailers {
+					length = exactLength(h, b)
+					if head && length == 0 {
+						// An empty answer to HEAD says nothing of the GET's length.
+						length = -1
+					}
+				}
+				bodyless = bodyless || status == 204 || status == 304
+				if err := w.WriteHeader(status, resp.Reason, resp.Headers, length); err != nil {
 					d.clientFailed(w, s, err)
 					return
 				}
@@ -405,7 +452,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 					return
 				}
 			case wire.EarlyHint:
-				hdrs, err := d.parseFieldList(st, p, "early hint")
+				hdrs, err := d.fieldList(st, p, "early hint")
 				if err != nil {
 					d.log.Error("invalid early hint from the application; dropped", "err", err)
 					break
@@ -415,16 +462,16 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 					return
 				}
 			case wire.Trailers:
-				hdrs, err := d.parseFieldList(st, p, "trailers")
+				hdrs, err := d.fieldList(st, p, "trailers")
 				if err != nil {
 					d.log.Error("invalid trailers from the application; dropped", "err", err)
 					break
 				}
-				if tw, ok := w.(exchange.TrailerWriter); ok {
-					if err := tw.WriteTrailers(hdrs); err != nil {
-						d.clientFailed(w, s, err)
-						return
-					}
+				// Through the wrapper chain (access log): a type assertion
+				// on w would miss the engine's TrailerWriter.
+				if err := exchange.WriteTrailers(w, hdrs); err != nil && !errors.Is(err, exchange.ErrNotSupported) {
+					d.clientFailed(w, s, err)
+					return
 				}
 			case wire.WSAccept, wire.WSClose, wire.WSMessage:
 				d.log.Error("the application sent a WebSocket message on an HTTP request", "frame", h.Type.String())
@@ -432,7 +479,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 				if started {
 					w.Abort()
 				} else {
-					writeError(w, 500, errorHeaders, internalBody)
+					httpx.WriteError(w, 500, errorHeaders, internalBody)
 				}
 				return
 			case wire.Reset:
@@ -440,13 +487,13 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 				if started {
 					w.Abort()
 				} else {
-					writeError(w, 500, errorHeaders, internalBody)
+					httpx.WriteError(w, 500, errorHeaders, internalBody)
 				}
 				return
 			}
 		}
 		if ended {
-			if declared >= 0 && written < declared {
+			if declared >= 0 && written < declared && !bodyless {
 				d.log.Error("the application sent less body than its Content-Length", "content_length", declared, "sent", written)
 				w.Abort()
 			}
@@ -512,27 +559,37 @@ func (d *Dispatcher) clientFailed(w exchange.ResponseWriter, s *worker.Stream, e
 	w.Abort()
 }
 
+// frameFailed answers a frame that opens a response but failed to decode,
+// before anything was written: one that does not decode (wire.ErrProtocol)
+// is reported to the worker layer, which kills and replaces the worker, and
+// answered 502; one that is not valid HTTP (codec.ErrApp) is the app's
+// error: the stream is reset and the answer is 500.
+func (d *Dispatcher) frameFailed(w exchange.ResponseWriter, s *worker.Stream, err error) {
+	if errors.Is(err, wire.ErrProtocol) {
+		s.ProtocolError(fmt.Errorf("undecodable %w", err))
+		httpx.WriteError(w, 502, errorHeaders, badGwBody)
+		return
+	}
+	d.log.Error("invalid response from the application", "err", err)
+	s.Reset()
+	httpx.WriteError(w, 500, errorHeaders, internalBody)
+}
+
+// fieldList decodes a TRAILERS or EARLY_HINT payload, reporting the
+// fields the app may not set there.
+func (d *Dispatcher) fieldList(st *state, p []byte, what string) ([]exchange.Header, error) {
+	hdrs, dropped, err := st.parser.FieldList(p, what)
+	for _, name := range dropped {
+		d.log.Error("the application set a field it may not set here; dropped", "field", string(name), "in", what)
+	}
+	return hdrs, err
+}
+
 // sendFile serves a SENDFILE payload (path, offset, count).
 func (d *Dispatcher) sendFile(w exchange.ResponseWriter, p []byte) (int64, error) {
-	dec := wire.NewDecoder(p)
-	_, n, err := dec.Seq()
-	if err != nil || n != 3 {
-		return 0, errors.Join(errors.New("malformed SENDFILE payload"), err)
-	}
-	_, path, err := dec.Str()
+	path, off, count, err := codec.SendFile(p)
 	if err != nil {
 		return 0, err
-	}
-	off, err := dec.Int()
-	if err != nil {
-		return 0, err
-	}
-	count, err := dec.Int()
-	if err != nil {
-		return 0, err
-	}
-	if off < 0 {
-		return 0, errors.New("negative SENDFILE offset")
 	}
 	f, err := os.Open(string(path))
 	if err != nil {

@@ -1,24 +1,55 @@
-// Package dispatch serves HTTP requests with the Python workers: it turns
-// an exchange.Request into a REQUEST frame (the WSGI environ as a marshal
-// dict, built straight from the request's byte slices), streams the
-// request body with flow control, and relays the worker's RESPONSE, DATA
-// and SENDFILE frames to the exchange.ResponseWriter.
+// Package dispatch is the relay between a request and a worker stream: it
+// takes a worker slot (supervisor.Pool.Open), sends REQUEST (the environ or
+// scope encoded by internal/codec), streams the request body with flow
+// control, and relays the worker's RESPONSE, DATA, SENDFILE, EARLY_HINT and
+// TRAILERS frames to the exchange.ResponseWriter. A WebSocket upgrade to an
+// ASGI worker is handed, with its opened stream, to internal/wsbridge.
+//
+// What it does not own: payload encoding and decoding (internal/codec),
+// HTTP token rules (internal/httpx), the WebSocket session
+// (internal/wsbridge), and the fate of a worker that broke the protocol:
+// the dispatcher reports it (worker.Stream.ProtocolError) and answers 502;
+// the worker layer logs and kills the worker and the supervisor replaces
+// it.
 //
 // Status mapping:
 //
 //	503 every worker slot busy and the wait queue full (Retry-After: 1),
-//	    or the pool shutting down
+//	    or the pool shutting down; for "Expect: 100-continue" this is
+//	    checked (Pool.Admits) before the engine sends 100 Continue
 //	502 the worker died (or broke the protocol) before the response began;
 //	    after it began the response is aborted
-//	500 the app's status or headers are invalid, or the worker reset the
-//	    stream before responding; after it began the response is aborted
+//	500 the app's status or headers are invalid or over MaxResponseHead,
+//	    or the worker reset the stream before responding; after it began
+//	    the response is aborted
+//	408 the request body did not start arriving within the engine's body
+//	    timeout (the connection is then closed)
 //
-// Hop-by-hop response headers from the app (Connection, Keep-Alive,
-// Proxy-Connection, Transfer-Encoding, Upgrade, TE, Trailer) are dropped
-// with an error log naming the header, rather than failing the request:
-// the HTTP engine owns connection management. A body longer than the app's
+// Response head limit: MaxResponseHead (codec.MaxResponseHead, 64 KiB)
+// bounds a RESPONSE's status and headers, and the fields of TRAILERS and
+// EARLY_HINT. The adapter enforces it (a 500 from the worker, which lives
+// on); the codec checks it again and the dispatcher treats a head over it
+// as the stream's app error (500, the worker is not killed), trailers and
+// early hints over it as invalid (dropped with an error log).
+//
+// HEAD, 204 and 304 responses owe no body: the app's Content-Length is
+// passed through (for HEAD it describes the GET's body, RFC 9110 §9.3.2)
+// and a body shorter than it does not abort the response. A HEAD answered
+// with neither a Content-Length nor body bytes gets no Content-Length.
+//
+// Hop-by-hop response headers from the app (httpx.HopByHop), which the
+// codec drops and names, are logged here as errors naming the header,
+// rather than failing the request: the HTTP engine owns connection
+// management. A body longer than the app's
 // Content-Length is truncated (as gunicorn does); a shorter one aborts the
 // response.
+//
+// Request bodies never make a request hold a worker slot while the client
+// has sent nothing: a body of up to 64 KiB is read whole before a slot is
+// taken, and of a larger or chunked body the first bytes are (the engine
+// sends 100 Continue on that first read and bounds the wait with its body
+// timeout; a timeout is answered 408). A chunked body that ends within that
+// first read is sent inline like a small one.
 //
 // Hot path: one pooled scratch state per request, no goroutine unless the
 // request body is large or of unknown length (then one goroutine streams
@@ -30,8 +61,8 @@
 // # ASGI
 //
 // When the worker's HELLO says "asgi", REQUEST carries the ASGI scope
-// (scope.go) instead of the environ, and RESPONSE may be a 3-tuple whose
-// last item announces trailers: the body is then chunked (unless the app
+// (codec.AppendScope) instead of the environ, and RESPONSE may be a
+// 3-tuple whose last item announces trailers: the body is then chunked (unless the app
 // set Content-Length) and TRAILERS become HTTP/1.1 trailer fields
 // (exchange.TrailerWriter); the app's Trailer header is kept. EARLY_HINT
 // becomes a 103 response (dropped for HTTP/1.0 by the engine). The client's
@@ -46,25 +77,14 @@
 // # WebSocket
 //
 // A request with "Upgrade: websocket" to an ASGI worker is checked first
-// (GET, HTTP/1.1, Connection: Upgrade, version 13 else 426, a valid key
-// else 400), then sent as a "websocket" scope. The app's answer decides:
-// WS_CLOSE before accept is 403, RESPONSE before accept is its denial
-// response relayed as plain HTTP, a RESET before accept is 500, and
-// WS_ACCEPT completes the handshake with github.com/coder/websocket over
-// the engine's exchange.Hijacker (subprotocol, the app's extra headers,
-// permessage-deflate without context takeover when enabled). The
-// library's origin check is off: the app sees Origin and decides.
+// (wsbridge.CheckHandshake; a refusal is answered before the app sees it),
+// then sent as a "websocket" scope, and the stream is handed to
+// wsbridge.Bridge.Serve; a denial response comes back to relay as plain
+// HTTP, and a WS_ACCEPT that failed to decode is answered like a bad
+// RESPONSE. Shutdown closes the bridge's sessions with 1012. WebSocket upgrades
+// to a WSGI worker are ordinary requests for the app.
 //
-// An accepted connection is bridged by the connection's goroutine (worker
-// to client) and one reader goroutine (client to worker), plus a pinger
-// when WSPingInterval is set. Client messages, reassembled from fragments
-// by the library and limited to WSMaxSize (else close 1009), go to the
-// worker as WS_MESSAGE pieces of at most 64 KiB within the stream's send
-// window, FlagMore on all but the last; the worker's pieces are written as
-// one message and credited once written. A client close reaches the worker
-// as WS_CLOSE with its code and reason (1006 when the connection dropped
-// or a ping went unanswered for WSPingTimeout); the worker's WS_CLOSE
-// becomes a close frame (an invalid code is sent as 1000), a worker RESET
-// or death a 1011 close. WebSocket upgrades to a WSGI worker are ordinary
-// requests for the app.
+// Locking: a Dispatcher holds no lock of its own; per-request state is a
+// pooled scratch struct owned by the request's goroutine (and the body
+// pump, which only touches the stream and its own buffer).
 package dispatch

@@ -8,6 +8,15 @@
 // engine's buffers to keep the hot path allocation-free; they are valid only
 // for the duration of Handler.Serve.
 //
+// # Context
+//
+// Request.Context is cancelled when the client is known gone (after
+// Request.Watch asked the engine to watch the connection) and when the
+// server stops hard; a handler layers its own deadline with
+// context.WithTimeout. Engines provide it without a per-request
+// allocation, so it is valid, like the rest of the Request, only until
+// Serve returns.
+//
 // # Optional interfaces and wrappers
 //
 // A ResponseWriter may also implement Hijacker (take the connection over,

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -54,12 +55,44 @@ type Request struct {
 	LocalAddr  string // the IP the connection was accepted on ("" for unix sockets)
 	LocalPort  int    // the port the connection was accepted on (0 for unix sockets)
 
-	// Gone returns a channel that is closed once the client connection is
-	// known to be closed. The engine starts watching the connection only when
-	// Gone is first called, so handlers that never need early disconnect
-	// detection pay nothing for it. Calling it before the body has been read
-	// to EOF is allowed; the engine watches after the body is consumed.
+	// Ctx is the request's context, set by the engine; read it with
+	// Context. See Context for when it is cancelled.
+	Ctx context.Context
+
+	// Watch asks the engine to watch the client connection for the rest
+	// of the request: once the client is known gone, Context is
+	// cancelled. The engine watches only when asked (the watcher costs a
+	// goroutine and a read), so handlers that never need early disconnect
+	// detection pay nothing for it. Calling it before the body has been
+	// read to EOF is allowed; the engine watches after the body is
+	// consumed. nil when the engine cannot watch; calling it again is
+	// free.
+	Watch func()
+
+	// Gone is Watch, then Context().Done(): a channel closed once the
+	// client is known gone (or the server stopped hard).
+	//
+	// Deprecated: call Watch and wait on Context().Done().
 	Gone func() <-chan struct{}
+}
+
+// Context returns the request's context: context.Background() when the
+// engine set none. The engine cancels it (Err is context.Canceled)
+//   - when the client is known gone, once Watch was called;
+//   - when the server stops hard (Close, or a graceful stop running out of
+//     time); a graceful stop lets requests finish with it live.
+//
+// It carries no deadline and no values: a handler layers a per-request
+// timeout with context.WithTimeout(r.Context(), d). Like the rest of the
+// Request it is valid only until Handler.Serve returns: an engine may
+// reuse it for the connection's next request, so a goroutine outliving
+// Serve must not keep it (derive a context, and cancel it, before
+// returning). Waiting on it costs nothing until Done is first called.
+func (r *Request) Context() context.Context {
+	if r.Ctx == nil {
+		return context.Background()
+	}
+	return r.Ctx
 }
 
 // ResponseWriter is where a handler writes one response. Methods are not

@@ -95,11 +95,11 @@ func configFor(c *confCase) (Config, string) {
 		v, _ := c.Config[k].(float64)
 		switch k {
 		case "limit_request_line":
-			cfg.MaxRequestLine = int(v)
+			cfg.LimitRequestLine = int(v)
 		case "limit_request_field_size":
-			cfg.MaxHeaderFieldSize = int(v) // 0 means the default in both
+			cfg.LimitRequestFieldSize = int(v) // 0 means the default in both
 		case "limit_request_fields":
-			cfg.MaxHeaderFields = int(v)
+			cfg.LimitRequestFields = int(v)
 		default:
 			if _, ok := confIgnorableConfig[c.Name+"|"+k]; !ok {
 				return cfg, "unmapped gunicorn setting " + k

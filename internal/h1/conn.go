@@ -42,7 +42,8 @@ var (
 
 // conn is one client connection. All fields are owned by the connection's
 // goroutine (the handler runs on it) except state, which Shutdown reads,
-// and gone, which has its own lock.
+// gone, which has its own lock, and ctx, which has its own too (the
+// watcher and Close cancel it).
 type conn struct {
 	srv *Server
 	nc  net.Conn
@@ -54,7 +55,7 @@ type conn struct {
 	buf    []byte  // read buffer; unread bytes are buf[r:w]; nil while idle
 	r, w   int
 	pin    int // while a handler runs, bytes below pin hold its request head: never moved
-	grown  int // bytes of buf beyond readBufSize, reserved from Server.headMem
+	grown  int // bytes of buf beyond readBufSize, reserved from the Server's HeadBudget
 	wbuf   *[]byte
 	out    []byte // pending response bytes; nil while idle
 	state  atomic.Int32
@@ -86,8 +87,10 @@ type conn struct {
 	remoteAddr, localAddr string
 	remotePort, localPort int
 
-	goneFn func() <-chan struct{} // bound once: Request.Gone costs nothing per request
-	gone   goneWatch
+	goneFn  func() <-chan struct{} // bound once: Request.Gone costs nothing per request
+	watchFn func()                 // bound once, Request.Watch
+	gone    goneWatch
+	ctx     reqCtx // the current request's context (Request.Ctx)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -98,12 +101,15 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.body.c = c
 	c.rw.c = c
 	c.goneFn = c.goneChan
+	c.watchFn = c.watchGone
 	c.remoteAddr, c.remotePort = splitAddr(nc.RemoteAddr())
 	c.localAddr, c.localPort = splitAddr(nc.LocalAddr())
 	c.req.Scheme = s.cfg.Scheme
 	c.req.RemoteAddr, c.req.RemotePort = c.remoteAddr, c.remotePort
 	c.req.LocalAddr, c.req.LocalPort = c.localAddr, c.localPort
 	c.req.Gone = c.goneFn
+	c.req.Watch = c.watchFn
+	c.req.Ctx = &c.ctx
 	c.state.Store(stateIdle)
 	return c
 }
@@ -146,7 +152,7 @@ func (c *conn) putBufs() {
 		readPool.Put(c.rbuf)
 	}
 	if c.grown > 0 {
-		c.srv.releaseHeadMem(c.grown)
+		c.srv.budget.release(c.grown, c.srv.log)
 		c.grown = 0
 	}
 	c.rbuf, c.buf = nil, nil
@@ -255,11 +261,11 @@ func (c *conn) readHead() bool {
 			c.putBufs()
 			// First wait idleGrace on this goroutine, then (handoff)
 			// the rest of IdleTimeout on a fresh one.
-			grace := c.rc != nil && !c.handedOff && c.srv.cfg.IdleTimeout > 2*idleGrace
+			grace := c.rc != nil && !c.handedOff && c.srv.cfg.KeepAlive > 2*idleGrace
 			if grace {
 				c.setReadDeadline(now, c.idleSince.Add(idleGrace), idleGrace)
 			} else {
-				c.setReadDeadline(now, c.idleSince.Add(c.srv.cfg.IdleTimeout), c.srv.cfg.IdleTimeout)
+				c.setReadDeadline(now, c.idleSince.Add(c.srv.cfg.KeepAlive), c.srv.cfg.KeepAlive)
 			}
 			n, err = c.readIdle()
 			if n == 0 && grace && isTimeout(err) {
@@ -349,8 +355,8 @@ func (c *conn) makeRoom() *protoError {
 		return errHeadTooLarge
 	}
 	more := n - readBufSize - c.grown
-	if !c.srv.reserveHeadMem(more) {
-		c.srv.warnHeadMem(c.remoteAddr)
+	if !c.srv.budget.reserve(more) {
+		c.srv.budget.warn(c.srv.log, c.remoteAddr)
 		return errHeadMemory
 	}
 	c.grown += more
@@ -507,6 +513,11 @@ func (c *conn) serveRequest() {
 	if c.hi.close {
 		c.closeAfter = true
 	}
+	c.ctx.reset()
+	if c.srv.closing.Load() {
+		// Close ran before reset: it cancelled the previous request.
+		c.ctx.cancel()
+	}
 
 	c.srv.h.Serve(&c.rw, &c.req)
 
@@ -581,10 +592,11 @@ func (c *conn) drainBody() {
 	}
 }
 
-// goneWatch is the lazily started watcher behind Request.Gone.
+// goneWatch is the lazily started watcher behind Request.Watch: when it
+// finds the client gone it cancels the request's context.
 type goneWatch struct {
 	mu       sync.Mutex
-	ch       chan struct{} // nil until Gone is called for this request
+	want     bool // Watch was called for this request
 	started  bool
 	stopping bool
 	eof      bool          // the client closed (or the connection failed)
@@ -594,16 +606,21 @@ type goneWatch struct {
 
 // goneChan implements Request.Gone.
 func (c *conn) goneChan() <-chan struct{} {
+	c.watchGone()
+	return c.ctx.Done()
+}
+
+// watchGone implements Request.Watch.
+func (c *conn) watchGone() {
 	g := &c.gone
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ch == nil {
-		g.ch = make(chan struct{})
+	if !g.want {
+		g.want = true
 		if c.body.done {
 			c.startGoneLocked()
 		}
 	}
-	return g.ch
 }
 
 // bodyDone is called when the request body reached its end.
@@ -611,7 +628,7 @@ func (c *conn) bodyDone() {
 	g := &c.gone
 	g.mu.Lock()
 	c.body.done = true
-	if g.ch != nil && !g.started {
+	if g.want && !g.started {
 		c.startGoneLocked()
 	}
 	g.mu.Unlock()
@@ -623,12 +640,13 @@ func (c *conn) startGoneLocked() {
 	g.done = make(chan struct{})
 	c.rdl = time.Time{}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	go c.watch(g.ch, g.done)
+	go c.watch(g.done)
 }
 
-// watch reads from the connection until it fails (the client is gone) or
-// stopGone interrupts it. Bytes read are kept for the next request.
-func (c *conn) watch(ch, done chan struct{}) {
+// watch reads from the connection until it fails (the client is gone: the
+// request's context is cancelled) or stopGone interrupts it. Bytes read
+// are kept for the next request.
+func (c *conn) watch(done chan struct{}) {
 	defer close(done)
 	g := &c.gone
 	buf := make([]byte, 1024)
@@ -639,7 +657,7 @@ func (c *conn) watch(ch, done chan struct{}) {
 		if err != nil {
 			if !g.stopping {
 				g.eof = true
-				close(ch)
+				c.ctx.cancel()
 			}
 			g.mu.Unlock()
 			return
@@ -679,7 +697,7 @@ func (c *conn) stopGone() {
 func (c *conn) takeGone() (ahead []byte, eof bool) {
 	g := &c.gone
 	g.mu.Lock()
-	if g.ch == nil {
+	if !g.want {
 		g.mu.Unlock()
 		return nil, false
 	}
@@ -693,8 +711,8 @@ func (c *conn) takeGone() (ahead []byte, eof bool) {
 	}
 	g.mu.Lock()
 	ahead, eof = g.ahead, g.eof
-	g.ch, g.done, g.ahead = nil, nil, nil
-	g.started, g.stopping, g.eof = false, false, false
+	g.done, g.ahead = nil, nil
+	g.want, g.started, g.stopping, g.eof = false, false, false, false
 	g.mu.Unlock()
 	return ahead, eof
 }

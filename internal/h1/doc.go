@@ -22,8 +22,10 @@
 // the conn struct. The read buffer grows on demand (doubling) up to
 // 2×MaxHeaderBytes+8 KiB (a head, plus a trailer section behind it while
 // the handler runs); growth beyond the first 4 KiB is reserved from a
-// budget shared by all connections (MaxHeadMemory, 64 MiB by default): a
-// connection that would exceed it gets 503 and is closed. A grown buffer
+// budget shared by all connections (a HeadBudget, which several Servers
+// may share: krait gives every listener's engine the same one, of
+// config.HTTP.MaxHeadMemory, 64 MiB by default): a connection that would
+// exceed it gets 503 and is closed. A grown buffer
 // is dropped, and its budget given back, as soon as its connection is idle
 // or closed; after a burst of 16 MiB or more of large heads has drained,
 // the engine returns the freed memory to the operating system at once
@@ -108,7 +110,28 @@
 // body on one goroutine while it writes the response on another: the
 // response side is serialized with the body reader's flushes by a mutex.
 //
-// Request.Gone starts a watcher goroutine only when called, once the body
-// has been read: it reads from the connection and closes the channel on
-// EOF or error; bytes it reads ahead (a pipelined request) are kept.
+// # Request context
+//
+// Request.Ctx is a context owned by the connection and reused from request
+// to request (reqCtx), so it costs no allocation: its Done channel is made
+// only when first asked for and kept until it is closed. It is cancelled
+// (context.Canceled) when the watcher finds the client gone and, for
+// every connection, by Close (and so by a Shutdown whose context ended);
+// a graceful Shutdown leaves it live. It is reset when the next request
+// on the connection starts, so a handler must not keep it past Serve. It
+// implements AfterFunc, so contexts derived with context.WithTimeout or
+// WithCancel start no goroutine.
+//
+// Request.Watch starts a watcher goroutine only when called, once the body
+// has been read: it reads from the connection and cancels the request's
+// context on EOF or error; bytes it reads ahead (a pipelined request) are
+// kept. Request.Gone is Watch plus Context().Done().
+//
+// Settings: Config embeds config.HTTP, whose defaults are declared once,
+// in config.Default; New fills a zero field from there.
+//
+// Locking: a conn's fields belong to its goroutine except state (atomic),
+// gone (goneWatch.mu), ctx (reqCtx.mu; cancelled from the watcher while
+// holding goneWatch.mu, and from Close while holding Server.mu: reqCtx.mu
+// is always taken last) and the response side (wmu).
 package h1

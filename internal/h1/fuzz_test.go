@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/exchange"
 )
 
@@ -224,7 +225,7 @@ func FuzzConn(f *testing.F) {
 		_, _ = w.Write(b)
 	})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		srv := New(h, Config{MaxRequestLine: 200, MaxHeaderFields: 10, MaxHeaderFieldSize: 200})
+		srv := New(h, Config{HTTP: config.HTTP{LimitRequestLine: 200, LimitRequestFields: 10, LimitRequestFieldSize: 200}})
 		mc := &memConn{r: iotest.HalfReader(bytes.NewReader(in))}
 		c := newConn(srv, mc)
 		srv.conns[c] = struct{}{}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/exchange"
 )
 
@@ -240,7 +241,8 @@ func TestBrokenChunkedBodyAbortGets400(t *testing.T) {
 // MaxHeaderBytes is served.
 func TestHeadSizeLimit(t *testing.T) {
 	const limit = 10000
-	_, addr := startServer(t, handlerFunc(hello), Config{MaxHeaderBytes: limit})
+	// Line and field limits small enough that the head limit is not raised.
+	_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{MaxHeaderBytes: limit, LimitRequestLine: 100, LimitRequestFieldSize: 2000}})
 	head := func(size int) string {
 		h := "GET / HTTP/1.1\r\nHost: x\r\n"
 		for i := 0; len(h)+2 < size; i++ {
@@ -278,12 +280,12 @@ func TestHeadSizeLimit(t *testing.T) {
 	}
 
 	// The default holds a request line and a field at their limits.
-	s := New(handlerFunc(hello), Config{MaxRequestLine: 30000, MaxHeaderFieldSize: 40000})
+	s := New(handlerFunc(hello), Config{HTTP: config.HTTP{LimitRequestLine: 30000, LimitRequestFieldSize: 40000}})
 	if s.cfg.MaxHeaderBytes < 30000+2+40000+2 {
 		t.Errorf("default MaxHeaderBytes %d cannot hold a request line and a field at their limits", s.cfg.MaxHeaderBytes)
 	}
-	if s := New(handlerFunc(hello), Config{}); s.cfg.MaxHeaderBytes != DefaultMaxHeaderBytes {
-		t.Errorf("default MaxHeaderBytes %d, want %d", s.cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	if s, want := New(handlerFunc(hello), Config{}), config.Default().MaxHeaderBytes; s.cfg.MaxHeaderBytes != want {
+		t.Errorf("default MaxHeaderBytes %d, want %d", s.cfg.MaxHeaderBytes, want)
 	}
 }
 
@@ -307,7 +309,7 @@ func TestHeadMemoryBudget(t *testing.T) {
 	// Heads of ~20 KB grow the 4 KiB buffer to 32 KiB: 28 KiB each from
 	// the budget, which has room for two.
 	const perConn = 32<<10 - readBufSize
-	srv, addr := startServer(t, handlerFunc(hello), Config{MaxHeadMemory: 2*perConn + perConn/2, Log: slog.New(slog.DiscardHandler)})
+	srv, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{MaxHeadMemory: 2*perConn + perConn/2}, Log: slog.New(slog.DiscardHandler)})
 	partial := "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 990)+"\r\n", 20)
 
 	c1, c2 := dial(t, addr), dial(t, addr)
@@ -353,7 +355,7 @@ func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
 	if raceEnabled {
 		t.Skip("memory figures mean nothing under -race")
 	}
-	_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 10 * time.Minute})
+	_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{KeepAlive: 10 * time.Minute}})
 	const n = 1000
 	var ms runtime.MemStats
 	inUse := func() int64 {
@@ -415,7 +417,7 @@ func TestIdleHandoff(t *testing.T) {
 		}
 	}
 	t.Run("continues on a fresh goroutine", func(t *testing.T) {
-		_, addr := startServer(t, h, Config{IdleTimeout: time.Minute})
+		_, addr := startServer(t, h, Config{HTTP: config.HTTP{KeepAlive: time.Minute}})
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -432,7 +434,7 @@ func TestIdleHandoff(t *testing.T) {
 		}
 	})
 	t.Run("idle timeout still applies", func(t *testing.T) {
-		_, addr := startServer(t, h, Config{IdleTimeout: 3 * idleGrace})
+		_, addr := startServer(t, h, Config{HTTP: config.HTTP{KeepAlive: 3 * idleGrace}})
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // protoError is a request the engine refuses: status is what the client gets.
@@ -62,10 +63,9 @@ type limits struct {
 	head      int // bytes of the whole head, final CRLF included; 0: no limit
 }
 
-// Byte classes, indexed by byte value.
+// Byte classes, indexed by byte value (tokens and field values:
+// internal/httpx).
 var (
-	tchar    [256]bool // RFC 9110 §5.6.2 token characters
-	valueOK  [256]bool // field-value bytes: VCHAR, SP, HTAB, obs-text
 	targetOK [256]bool // request-target bytes: VCHAR
 	regName  [256]bool // RFC 3986 unreserved / sub-delims / '%' (reg-name, userinfo)
 )
@@ -74,8 +74,6 @@ func init() {
 	for c := 0; c < 256; c++ {
 		b := byte(c)
 		alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
-		tchar[c] = alnum || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), b) >= 0
-		valueOK[c] = b == '\t' || b >= 0x20 && b != 0x7f
 		// RFC 9112 §3.2 builds request-target from RFC 3986 characters,
 		// which are all VCHAR: no CTLs, SP, DEL or bytes >= 0x80 (raw
 		// UTF-8 must be percent-encoded). VCHARs outside RFC 3986 ("<>\^`{|}
@@ -200,7 +198,7 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 	for _, c := range method {
 		// Lowercase methods are refused as gunicorn and nginx do: no real
 		// client sends them and they hide typos and smuggling probes.
-		if !tchar[c] || c >= 'a' && c <= 'z' {
+		if !httpx.IsTChar(c) || c >= 'a' && c <= 'z' {
 			return errMethod
 		}
 	}
@@ -296,7 +294,7 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 		hdrs = append(hdrs, exchange.Header{Name: name, Value: value})
 		switch len(name) {
 		case 4:
-			if equalFold(name, "host") {
+			if httpx.EqualFold(name, "host") {
 				if seenHost {
 					return errDupHost
 				}
@@ -304,24 +302,24 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 				req.Host = value
 			}
 		case 6:
-			if equalFold(name, "expect") {
-				if !equalFold(value, "100-continue") {
+			if httpx.EqualFold(name, "expect") {
+				if !httpx.EqualFold(value, "100-continue") {
 					return errExpect
 				}
 				hi.expectContinue = true
 			}
 		case 10:
-			if equalFold(name, "connection") {
-				forEachElement(value, func(e []byte) {
-					if equalFold(e, "close") {
+			if httpx.EqualFold(name, "connection") {
+				httpx.ForEachElement(value, func(e []byte) {
+					if httpx.EqualFold(e, "close") {
 						hi.close = true
-					} else if equalFold(e, "keep-alive") {
+					} else if httpx.EqualFold(e, "keep-alive") {
 						hi.keepAlive = true
 					}
 				})
 			}
 		case 12:
-			if equalFold(name, "content-type") {
+			if httpx.EqualFold(name, "content-type") {
 				// Two Content-Types would reach WSGI as one ambiguous
 				// CONTENT_TYPE; gunicorn refuses them too.
 				if seenCT {
@@ -330,14 +328,14 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 				seenCT = true
 			}
 		case 14:
-			if equalFold(name, "content-length") {
+			if httpx.EqualFold(name, "content-length") {
 				// Any repeat is refused, even an identical one (RFC 9112
 				// §6.3 allows either): it only ever comes from broken or
 				// hostile senders.
 				if hasLength {
 					return errDupLength
 				}
-				n, ok := parseContentLength(value)
+				n, ok := httpx.ParseContentLength(value)
 				if !ok {
 					return errContentLength
 				}
@@ -345,14 +343,14 @@ func parseHead(b []byte, req *exchange.Request, hi *headInfo, lim *limits, opt p
 				hi.contentLength = n
 			}
 		case 17:
-			if equalFold(name, "transfer-encoding") {
-				forEachElement(value, func(e []byte) {
+			if httpx.EqualFold(name, "transfer-encoding") {
+				httpx.ForEachElement(value, func(e []byte) {
 					switch {
 					case teChunked:
 						teBadOrder = true // anything after chunked
-					case equalFold(e, "chunked"):
+					case httpx.EqualFold(e, "chunked"):
 						teChunked = true
-					case equalFold(e, "identity"):
+					case httpx.EqualFold(e, "identity"):
 						// historic no-op coding: ignored (gunicorn corpus)
 					case knownCoding(e):
 						teOther = true
@@ -411,7 +409,7 @@ func parseField(line []byte) (name, value []byte, drop bool, err *protoError) {
 	}
 	name = line[:colon]
 	for _, c := range name {
-		if !tchar[c] { // includes whitespace before the colon (RFC 9112 §5.1)
+		if !httpx.IsTChar(c) { // includes whitespace before the colon (RFC 9112 §5.1)
 			return nil, nil, false, errFieldName
 		}
 		if c == '_' {
@@ -419,81 +417,20 @@ func parseField(line []byte) (name, value []byte, drop bool, err *protoError) {
 		}
 	}
 	value = line[colon+1:]
-	for _, c := range value {
-		if !valueOK[c] { // NUL, CR, other CTLs, DEL (RFC 9110 §5.5)
-			return nil, nil, false, errFieldValue
-		}
+	if !httpx.ValidFieldValue(value) { // NUL, CR, other CTLs, DEL (RFC 9110 §5.5)
+		return nil, nil, false, errFieldValue
 	}
-	return name, trimOWS(value), drop, nil
+	return name, httpx.TrimOWS(value), drop, nil
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// parseContentLength accepts 1*DIGIT only: no sign, spaces, lists or
-// separators, and at most 18 digits so it cannot overflow int64.
-func parseContentLength(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
 
 // knownCoding reports the registered content codings a request may carry
 // before a final chunked; the engine removes only chunked and passes the
 // others to the application untouched (gunicorn's behaviour).
 func knownCoding(e []byte) bool {
-	return equalFold(e, "gzip") || equalFold(e, "x-gzip") || equalFold(e, "deflate") ||
-		equalFold(e, "compress") || equalFold(e, "x-compress")
-}
-
-// forEachElement calls f on each non-empty, OWS-trimmed element of a
-// comma-separated list (RFC 9110 §5.6.1).
-func forEachElement(v []byte, f func([]byte)) {
-	for len(v) > 0 {
-		var e []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			e, v = v[:i], v[i+1:]
-		} else {
-			e, v = v, nil
-		}
-		if e = trimOWS(e); len(e) > 0 {
-			f(e)
-		}
-	}
-}
-
-func trimOWS(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
-}
-
-// equalFold compares b with the lowercase ASCII string s case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
+	return httpx.EqualFold(e, "gzip") || httpx.EqualFold(e, "x-gzip") || httpx.EqualFold(e, "deflate") ||
+		httpx.EqualFold(e, "compress") || httpx.EqualFold(e, "x-compress")
 }
 
 // splitPathQuery splits an origin-form target at the first '?' and drops a
@@ -512,7 +449,7 @@ func splitPathQuery(t []byte) (path, query []byte) {
 // accepted: krait is an origin server, not a proxy.
 func parseAbsolute(t []byte) (authority, path, query []byte, ok bool) {
 	i := bytes.Index(t, []byte("://"))
-	if i <= 0 || !(equalFold(t[:i], "http") || equalFold(t[:i], "https")) {
+	if i <= 0 || !(httpx.EqualFold(t[:i], "http") || httpx.EqualFold(t[:i], "https")) {
 		return nil, nil, nil, false
 	}
 	rest := t[i+3:]
@@ -637,10 +574,8 @@ ext:
 	if j == len(line) || line[j] != ';' {
 		return 0, errChunkSize // e.g. "0 " or "6_0"
 	}
-	for _, c := range line[j:] {
-		if !valueOK[c] {
-			return 0, errChunkExt // bare CR and other CTLs
-		}
+	if !httpx.ValidFieldValue(line[j:]) {
+		return 0, errChunkExt // bare CR and other CTLs
 	}
 	return n, nil
 }
@@ -650,23 +585,23 @@ ext:
 func forbiddenTrailer(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return httpx.EqualFold(name, "te")
 	case 4:
-		return equalFold(name, "host")
+		return httpx.EqualFold(name, "host")
 	case 6:
-		return equalFold(name, "expect") || equalFold(name, "cookie")
+		return httpx.EqualFold(name, "expect") || httpx.EqualFold(name, "cookie")
 	case 7:
-		return equalFold(name, "trailer") || equalFold(name, "upgrade")
+		return httpx.EqualFold(name, "trailer") || httpx.EqualFold(name, "upgrade")
 	case 10:
-		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+		return httpx.EqualFold(name, "connection") || httpx.EqualFold(name, "keep-alive")
 	case 13:
-		return equalFold(name, "authorization")
+		return httpx.EqualFold(name, "authorization")
 	case 14:
-		return equalFold(name, "content-length")
+		return httpx.EqualFold(name, "content-length")
 	case 17:
-		return equalFold(name, "transfer-encoding")
+		return httpx.EqualFold(name, "transfer-encoding")
 	case 19:
-		return equalFold(name, "proxy-authorization")
+		return httpx.EqualFold(name, "proxy-authorization")
 	}
 	return false
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Errors the ResponseWriter returns to handlers.
@@ -112,44 +113,32 @@ func (rw *response) writeHeader(status int, reason []byte, headers []exchange.He
 	case status == 101:
 		return ErrUpgrade
 	}
-	for _, ch := range reason {
-		if !valueOK[ch] {
-			return ErrInvalidHeader
-		}
+	if !httpx.ValidFieldValue(reason) {
+		return ErrInvalidHeader
 	}
 	var hasDate, hasServer bool
 	lengthHdr := int64(-1)
 	for i := range headers {
 		h := &headers[i]
-		if len(h.Name) == 0 {
+		if !httpx.ValidToken(h.Name) || !httpx.ValidFieldValue(h.Value) {
 			return ErrInvalidHeader
-		}
-		for _, ch := range h.Name {
-			if !tchar[ch] {
-				return ErrInvalidHeader
-			}
-		}
-		for _, ch := range h.Value {
-			if !valueOK[ch] {
-				return ErrInvalidHeader
-			}
 		}
 		switch len(h.Name) {
 		case 4:
-			hasDate = hasDate || equalFold(h.Name, "date")
+			hasDate = hasDate || httpx.EqualFold(h.Name, "date")
 		case 6:
-			hasServer = hasServer || equalFold(h.Name, "server")
+			hasServer = hasServer || httpx.EqualFold(h.Name, "server")
 		case 10:
-			if equalFold(h.Name, "connection") {
-				forEachElement(h.Value, func(e []byte) {
-					if equalFold(e, "close") {
+			if httpx.EqualFold(h.Name, "connection") {
+				httpx.ForEachElement(h.Value, func(e []byte) {
+					if httpx.EqualFold(e, "close") {
 						c.closeAfter = true
 					}
 				})
 			}
 		case 14:
-			if equalFold(h.Name, "content-length") {
-				n, ok := parseContentLength(trimOWS(h.Value))
+			if httpx.EqualFold(h.Name, "content-length") {
+				n, ok := httpx.ParseContentLength(httpx.TrimOWS(h.Value))
 				if !ok || lengthHdr >= 0 && n != lengthHdr {
 					return errBadContentLenHd
 				}
@@ -248,11 +237,11 @@ func (rw *response) appendFields(headers []exchange.Header, interim bool) {
 		h := &headers[i]
 		switch len(h.Name) {
 		case 10:
-			if equalFold(h.Name, "connection") || equalFold(h.Name, "keep-alive") {
+			if httpx.EqualFold(h.Name, "connection") || httpx.EqualFold(h.Name, "keep-alive") {
 				continue
 			}
 		case 17:
-			if equalFold(h.Name, "transfer-encoding") {
+			if httpx.EqualFold(h.Name, "transfer-encoding") {
 				continue
 			}
 		}
@@ -443,18 +432,8 @@ func (rw *response) WriteTrailers(fields []exchange.Header) error {
 	}
 	for i := range fields {
 		h := &fields[i]
-		if len(h.Name) == 0 {
+		if !httpx.ValidToken(h.Name) || !httpx.ValidFieldValue(h.Value) {
 			return ErrInvalidHeader
-		}
-		for _, ch := range h.Name {
-			if !tchar[ch] {
-				return ErrInvalidHeader
-			}
-		}
-		for _, ch := range h.Value {
-			if !valueOK[ch] {
-				return ErrInvalidHeader
-			}
 		}
 	}
 	if !rw.chunked {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/exchange"
 )
 
@@ -512,7 +513,7 @@ func TestSendFile(t *testing.T) {
 func TestIdleAndHeaderTimeouts(t *testing.T) {
 	t.Run("idle keep-alive connection closed silently", func(t *testing.T) {
 		t.Parallel()
-		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 500 * time.Millisecond, HeaderTimeout: time.Minute})
+		_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{KeepAlive: 500 * time.Millisecond, HeaderTimeout: time.Minute}})
 		// The request must arrive within the idle timeout of a new
 		// connection: a client stalled longer than that (a busy machine)
 		// finds the connection closed, and tries again.
@@ -537,12 +538,12 @@ func TestIdleAndHeaderTimeouts(t *testing.T) {
 	})
 	t.Run("connection that never sends closed silently", func(t *testing.T) {
 		t.Parallel()
-		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: 500 * time.Millisecond, HeaderTimeout: time.Minute})
+		_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{KeepAlive: 500 * time.Millisecond, HeaderTimeout: time.Minute}})
 		expectClosed(t, bufio.NewReader(dial(t, addr)))
 	})
 	t.Run("half a head gets 408", func(t *testing.T) {
 		t.Parallel()
-		_, addr := startServer(t, handlerFunc(hello), Config{IdleTimeout: time.Minute, HeaderTimeout: 500 * time.Millisecond})
+		_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{KeepAlive: time.Minute, HeaderTimeout: 500 * time.Millisecond}})
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHo")
@@ -555,7 +556,7 @@ func TestIdleAndHeaderTimeouts(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	_, addr := startServer(t, handlerFunc(hello), Config{MaxRequestLine: 100, MaxHeaderFields: 5, MaxHeaderFieldSize: 100})
+	_, addr := startServer(t, handlerFunc(hello), Config{HTTP: config.HTTP{LimitRequestLine: 100, LimitRequestFields: 5, LimitRequestFieldSize: 100}})
 	tests := []struct {
 		name, req string
 		status    int

@@ -4,6 +4,39 @@
 // (stop accepting, let in-flight requests finish within the graceful
 // timeout, stop the workers). A second signal cuts the wait short.
 //
+// # Handlers and engines
+//
+// Run builds the handler chain with internal/route: a Router whose table
+// today holds one route, "/" to the dispatcher (kind "app"), with the
+// access log as global middleware so that every request, the router's
+// own 404s included, is logged. Each listener is then served by an Engine
+// (Serve a listener, Shutdown, Close) built with the router's view of that
+// listener (route.Router.Listener, named by the bind as given, e.g.
+// "127.0.0.1:8000" or "unix:/run/krait.sock"). krait's own HTTP/1.1
+// engine, internal/h1, is the only engine today; a net/http-based engine
+// for TLS and HTTP/2 implements the same interface beside it, and neither
+// the router nor the dispatcher knows which engine serves a request. With
+// one engine per listener, every h1 engine shares
+// one h1.HeadBudget (config.HTTP.MaxHeadMemory), so it bounds the whole
+// process.
+//
+// The graceful stop runs in this order: the dispatcher's Shutdown first
+// (it closes open WebSockets with 1012, which never end by themselves),
+// then every engine's Shutdown at once (all listeners stop accepting
+// together while requests in flight drain; engines still busy when the
+// graceful timeout ends are closed), then the pool's Shutdown (workers
+// finish and exit, or are killed at the timeout). A listener that fails
+// stops everything at once instead (engines closed, pool closed).
+//
+// With --metrics-bind, a listener of its own (internal/metrics, a net/http
+// server never routed to the app) serves /metrics, /healthz and /readyz
+// from before the workers boot until Run returns. The metrics middleware
+// is the innermost global middleware of the router, and each route gets
+// its kind's middleware, so requests are labelled by route kind. A graceful
+// stop first turns /readyz to 503, then waits --shutdown-delay with every
+// listener still serving (a second signal cuts it short and stops at
+// once), and only then runs the sequence above.
+//
 // Each listener is bound with the network its config.Bind names, so an
 // address is served in exactly the family asked for: an IPv4 literal
 // (0.0.0.0, 127.0.0.1) on "tcp4" only, an IPv6 literal on "tcp6" only, and

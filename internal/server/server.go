@@ -16,7 +16,12 @@ import (
 	"github.com/krait-server/krait/internal/dispatch"
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/h1"
+	"github.com/krait-server/krait/internal/metrics"
+	"github.com/krait-server/krait/internal/route"
+	"github.com/krait-server/krait/internal/static"
 	"github.com/krait-server/krait/internal/supervisor"
+	"github.com/krait-server/krait/internal/systemd"
+	"github.com/krait-server/krait/internal/wsbridge"
 	"github.com/krait-server/krait/python"
 )
 
@@ -32,6 +37,9 @@ type Options struct {
 	Signals <-chan os.Signal
 	// AdapterCache is where the Python adapter is written ("" = user cache dir).
 	AdapterCache string
+	// Systemd is what the service manager passed (systemd.Take): sockets
+	// to serve, where to send sd_notify messages; nil outside systemd.
+	Systemd *systemd.Env
 }
 
 // Run serves cfg until a signal or a fatal error. It returns nil after a
@@ -39,18 +47,41 @@ type Options struct {
 // wrapped, when the app cannot be imported).
 func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	log := opt.Log
-	adapterDir, err := python.Install(opt.AdapterCache)
-	if err != nil {
-		return fmt.Errorf("installing the Python adapter: %w", err)
-	}
-
-	listeners, err := listenAll(cfg.Binds)
+	listeners, err := listenSystemd(ctx, cfg, opt.Systemd, log)
 	if err != nil {
 		return err
 	}
 	defer closeListeners(listeners)
 	for _, l := range listeners {
 		log.Info("listening", "addr", addrString(l.Addr()))
+	}
+	obs, err := startMetrics(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer obs.stop()
+
+	tc, err := newTLSConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	redirectL, redirectE, err := listenRedirect(cfg, listeners, log)
+	if err != nil {
+		return err
+	}
+	if redirectL != nil {
+		defer redirectL.Close()
+	}
+	// Everything is bound: write --pid, drop to --user. The adapter is
+	// installed after, as that user, so that the workers can import it.
+	osst, err := afterBind(cfg, listeners, log)
+	if err != nil {
+		return err
+	}
+	defer osst.close(log)
+	adapterDir, err := python.Install(opt.AdapterCache)
+	if err != nil {
+		return fmt.Errorf("installing the Python adapter: %w", err)
 	}
 
 	pool, err := supervisor.Start(ctx, supervisor.Config{
@@ -75,46 +106,60 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	}
 
 	dispatcher := dispatch.New(pool, dispatch.Config{
-		MaxQueue:            cfg.MaxQueue * cfg.Workers,
-		Log:                 log,
-		WSMaxSize:           cfg.WSMaxSize,
-		WSPingInterval:      cfg.WSPingInterval,
-		WSPingTimeout:       cfg.WSPingTimeout,
-		WSPerMessageDeflate: cfg.WSPerMessageDeflate,
+		MaxQueue: cfg.MaxQueue * cfg.Workers,
+		Log:      log,
+		WebSocket: wsbridge.Config{
+			MaxSize:           cfg.WSMaxSize,
+			PingInterval:      cfg.WSPingInterval,
+			PingTimeout:       cfg.WSPingTimeout,
+			PerMessageDeflate: cfg.WSPerMessageDeflate,
+		},
 	})
-	var handler exchange.Handler = dispatcher
-	if opt.AccessLog != nil {
-		handler = accesslog.New(opt.AccessLog).Wrap(handler)
+	statics, err := newStatics(cfg, log)
+	if err != nil {
+		pool.Close()
+		return err
 	}
-	srv := h1.New(handler, h1.Config{
-		MaxRequestLine:     cfg.LimitRequestLine,
-		MaxHeaderFields:    cfg.LimitRequestFields,
-		MaxHeaderFieldSize: cfg.LimitRequestFieldSize,
-		HeaderTimeout:      cfg.HeaderTimeout,
-		IdleTimeout:        cfg.KeepAlive,
-		Log:                log,
-	})
+	defer closeStatics(statics)
+	obs.setPool(pool)
+	router, err := newRouter(dispatcher, statics, opt.AccessLog, obs.metrics())
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	engines := make([]Engine, len(listeners))
+	// One head-memory budget for every h1 engine: it bounds the process.
+	budget := h1.NewHeadBudget(cfg.MaxHeadMemory)
+	for i := range listeners {
+		if engines[i], err = newEngine(router.Listener(listenerName(cfg.Binds[i])), cfg, budget, tc, log); err != nil {
+			pool.Close()
+			return err
+		}
+	}
+	if redirectL != nil {
+		listeners = append(listeners, redirectL)
+		engines = append(engines, redirectE)
+	}
 
 	serveErr := make(chan error, len(listeners))
 	var serving sync.WaitGroup
-	for _, l := range listeners {
+	for i, l := range listeners {
 		serving.Add(1)
-		go func(l net.Listener) {
+		go func(e Engine, l net.Listener) {
 			defer serving.Done()
-			if err := srv.Serve(l); err != nil {
+			if err := e.Serve(l); err != nil {
 				serveErr <- fmt.Errorf("serving on %s: %w", addrString(l.Addr()), err)
 			}
-		}(l)
+		}(engines[i], l)
 	}
 	log.Info("ready", "app", cfg.App, "workers", cfg.Workers, "threads", cfg.Threads, "pid", os.Getpid())
+	stopWatchdog := notifyReady(ctx, cfg, opt.Systemd, pool, log)
+	defer stopWatchdog()
 
 	var cause error
 	select {
 	case sig := <-opt.Signals:
 		log.Info("stopping gracefully", "signal", sig.String(), "graceful_timeout", cfg.GracefulTimeout.String())
-	case err := <-pool.Failed():
-		cause = err
-		log.Error("worker pool failed, stopping", "err", err)
 	case err := <-serveErr:
 		cause = err
 		log.Error("listener failed, stopping", "err", err)
@@ -122,15 +167,23 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		log.Info("stopping gracefully", "reason", ctx.Err().Error())
 	}
 
+	notifyStopping(opt.Systemd, log)
 	if cause != nil {
-		_ = srv.Close()
+		closeEngines(engines)
 		pool.Close()
 		serving.Wait()
 		return cause
 	}
 
+	// Not ready at once; keep serving for --shutdown-delay so a load
+	// balancer notices before the listeners close.
+	obs.setDraining()
+	now := waitShutdownDelay(cfg.ShutdownDelay, opt.Signals, log)
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.GracefulTimeout)
 	defer cancel()
+	if now {
+		cancel()
+	}
 	go func() {
 		select {
 		case sig := <-opt.Signals:
@@ -143,9 +196,9 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	// Open WebSockets never finish by themselves: close them (1012, as
 	// uvicorn does) so their workers can drain.
 	dispatcher.Shutdown()
-	if err := srv.Shutdown(stopCtx); err != nil {
+	if err := shutdownEngines(stopCtx, engines); err != nil {
 		log.Warn("in-flight requests cut short", "err", err)
-		_ = srv.Close()
+		closeEngines(engines)
 	}
 	if err := pool.Shutdown(stopCtx); err != nil {
 		log.Warn("workers killed before finishing", "err", err)
@@ -154,6 +207,77 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	serving.Wait()
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// Engine serves HTTP on listeners with the handler it was built with. The
+// server runs one per listener: krait's own HTTP/1.1 engine (internal/h1)
+// for cleartext today; a net/http-based engine for TLS and HTTP/2 will
+// implement the same three methods, beside it, without the dispatcher or
+// the router knowing.
+type Engine interface {
+	// Serve accepts connections on l and serves them until Shutdown or
+	// Close, and then returns nil; any other error ends serving on l.
+	Serve(l net.Listener) error
+	// Shutdown stops accepting, closes idle connections, lets requests in
+	// flight finish and returns nil once every connection is closed; when
+	// ctx ends first it closes everything and returns ctx.Err().
+	Shutdown(ctx context.Context) error
+	// Close closes the listeners and every connection now.
+	Close() error
+}
+
+var _ Engine = (*h1.Server)(nil)
+
+// newRouter builds the routing table: "/" to the Python app and the
+// --static mounts (statics), with the access log (when enabled) as global
+// middleware so that every request, the router's own 404s included, is logged;
+// with metrics (m, nil when off) counted and labelled by route kind too.
+func newRouter(app exchange.Handler, statics []route.Route, accessLog io.Writer, m *metrics.Metrics) (*route.Router, error) {
+	var global []route.Middleware
+	if accessLog != nil {
+		global = append(global, accesslog.New(accessLog).Wrap)
+	}
+	routes := append([]route.Route{{Kind: route.KindApp, Prefix: "/", Handler: app}}, statics...)
+	routes, global = instrument(m, routes, global)
+	r, err := route.New(routes, global...)
+	if err != nil {
+		return nil, fmt.Errorf("building the routes: %w", err)
+	}
+	return r, nil
+}
+
+// listenerName is the name routes use for the listener of b: the bind as
+// given ("127.0.0.1:8000", "unix:/run/krait.sock").
+func listenerName(b config.Bind) string { return b.String() }
+
+// newH1Engine builds the cleartext HTTP/1.1 engine for one listener. Every
+// engine gets the same budget, so the head-memory limit bounds the whole
+// process however many listeners there are.
+func newH1Engine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, log *slog.Logger) *h1.Server {
+	return h1.New(h, h1.Config{HTTP: cfg.HTTP, HeadBudget: budget, Log: log})
+}
+
+// shutdownEngines shuts every engine down at once, so that all listeners
+// stop accepting together while in-flight requests drain, and returns
+// their errors joined.
+func shutdownEngines(ctx context.Context, engines []Engine) error {
+	errs := make([]error, len(engines))
+	var wg sync.WaitGroup
+	for i, e := range engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func closeEngines(engines []Engine) {
+	for _, e := range engines {
+		_ = e.Close() // closing cannot fail in a way worth reporting at exit
+	}
 }
 
 func listenAll(binds []config.Bind) ([]net.Listener, error) {
@@ -200,4 +324,118 @@ func addrString(a net.Addr) string {
 		return "unix:" + a.String()
 	}
 	return a.String()
+}
+
+// newStatics opens the --static mounts: one route of kind "static" each,
+// served by Go without the workers.
+func newStatics(cfg *config.Serve, log *slog.Logger) ([]route.Route, error) {
+	var routes []route.Route
+	for _, m := range cfg.Static {
+		h, err := static.New(static.Config{Prefix: m.Prefix, Dir: m.Dir, MaxAge: cfg.StaticMaxAge, Log: log})
+		if err != nil {
+			closeStatics(routes)
+			return nil, fmt.Errorf("--static %s=%s: %w", m.Prefix, m.Dir, err)
+		}
+		routes = append(routes, route.Route{Kind: static.Kind, Prefix: m.Prefix, Handler: h})
+	}
+	return routes, nil
+}
+
+func closeStatics(routes []route.Route) {
+	for _, r := range routes {
+		if h, ok := r.Handler.(*static.Handler); ok {
+			_ = h.Close() // a directory handle: nothing to report at exit
+		}
+	}
+}
+
+// observability is the --metrics-bind listener and the metrics it serves;
+// a nil *observability (no --metrics-bind) does nothing.
+type observability struct {
+	m   *metrics.Metrics
+	srv *metrics.Server
+}
+
+// startMetrics binds --metrics-bind and serves /metrics, /healthz and
+// /readyz on it from now on, before the workers boot (/readyz is 503
+// until they are up); nil when the flag is not set.
+func startMetrics(cfg *config.Serve, log *slog.Logger) (*observability, error) {
+	if cfg.MetricsBind == nil {
+		return nil, nil
+	}
+	if cfg.MetricsBind.Network == "unix" {
+		removeStaleSocket(cfg.MetricsBind.Address)
+	}
+	m := metrics.New()
+	srv, err := metrics.Listen(cfg.MetricsBind.Network, cfg.MetricsBind.Address, m, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("metrics listening", "addr", addrString(srv.Addr()))
+	return &observability{m: m, srv: srv}, nil
+}
+
+func (o *observability) setPool(p *supervisor.Pool) {
+	if o != nil {
+		o.m.SetPool(p)
+	}
+}
+
+// metrics returns the metrics for newRouter, nil when there are none.
+func (o *observability) metrics() *metrics.Metrics {
+	if o == nil {
+		return nil
+	}
+	return o.m
+}
+
+// setDraining turns /readyz to 503 for good.
+func (o *observability) setDraining() {
+	if o != nil {
+		o.m.SetDraining()
+	}
+}
+
+// stop closes the metrics listener, at the very end of Run: probes keep
+// their answers (healthz 200, readyz 503) until the process is done.
+func (o *observability) stop() {
+	if o == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = o.srv.Shutdown(ctx) // a scrape cut short at exit is nothing to report
+}
+
+// instrument adds the metrics to a routing table: the request middleware
+// as the innermost global middleware (so the route's kind middleware finds
+// its recorder first), and each route's kind as its outermost middleware.
+func instrument(m *metrics.Metrics, routes []route.Route, global []route.Middleware) ([]route.Route, []route.Middleware) {
+	if m == nil {
+		return routes, global
+	}
+	for i, r := range routes {
+		routes[i].Middleware = append([]route.Middleware{m.Kind(r.Kind)}, r.Middleware...)
+	}
+	return routes, append(global, m.Wrap)
+}
+
+// waitShutdownDelay waits d before a graceful stop closes the listeners,
+// which keep serving meanwhile (/readyz already answers 503), so that a
+// load balancer notices first. It returns true when a second signal came
+// meanwhile: the caller then stops at once.
+func waitShutdownDelay(d time.Duration, signals <-chan os.Signal, log *slog.Logger) bool {
+	if d <= 0 {
+		return false
+	}
+	log.Info("shutdown delay: still serving, not ready", "shutdown_delay", d.String())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false
+	case sig := <-signals:
+		log.Warn("second signal: stopping now", "signal", sig.String())
+		return true
+	}
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/worker"
 )
 
@@ -41,12 +43,14 @@ type Config struct {
 	Env []string
 	// AdapterDir is where python.Install wrote the adapter.
 	AdapterDir string
-	// BootTimeout bounds a worker's import of the app (0 = 60s).
+	// BootTimeout bounds a worker's import of the app.
 	BootTimeout time.Duration
 	// Log is the error log (nil = slog.Default()).
 	Log *slog.Logger
 	// Output receives the workers' stdout/stderr lines, prefixed with
-	// "[worker N] " (nil = discard). The pool serializes writes to it.
+	// "[worker N] " (nil = discard). Unless it is a *LogWriter already,
+	// the pool puts one in front of it, so a blocked destination never
+	// blocks a worker (lines are dropped and counted instead).
 	Output io.Writer
 }
 
@@ -56,31 +60,52 @@ var (
 	ErrQueueFull = errors.New("every worker is busy and the request queue is full")
 	// ErrClosed: the pool is shutting down (503).
 	ErrClosed = errors.New("worker pool is shutting down")
-	// ErrGone: the caller's client went away while it waited.
+	// ErrGone: the caller's client went away while it waited (Open's
+	// gone channel).
+	//
+	// Deprecated: OpenContext reports the end of its context instead.
 	ErrGone = errors.New("client went away while waiting for a worker")
+	// ErrUnavailable: no worker is running and the last attempt to start
+	// each one failed (the app no longer imports, EMFILE, ...): answer
+	// 503 instead of queueing for a worker that may never come.
+	ErrUnavailable = errors.New("no worker is running: replacements fail to start")
 )
 
-// Restart backoff for a worker that keeps dying soon after it started.
+// Restart policy. A worker that ran fine (served a request, or lived
+// healthyUptime) is replaced at once: a request that crashes it must not
+// cost the others capacity. One that dies soon after boot without serving
+// anything, or a replacement that fails to boot, is retried after a
+// backoff doubling from minBackoff to maxBackoff, so a crash loop does not
+// spin.
 const (
 	minBackoff    = 100 * time.Millisecond
 	maxBackoff    = 5 * time.Second
 	healthyUptime = 10 * time.Second
 )
 
+func nextBackoff(b time.Duration) time.Duration {
+	if b == 0 {
+		return minBackoff
+	}
+	return min(2*b, maxBackoff)
+}
+
 // Pool is a running set of workers.
 type Pool struct {
-	cfg    Config
-	log    *slog.Logger
-	ctx    context.Context // canceled by Shutdown/Close: aborts (re)starts
-	cancel context.CancelFunc
-	failed chan error
-	wg     sync.WaitGroup // slot monitors
+	cfg      Config
+	settings config.Worker // what every worker runs, from cfg
+	log      *slog.Logger
+	ctx      context.Context // canceled by Shutdown/Close: aborts (re)starts
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // slot monitors
 
 	mu      sync.Mutex
 	slots   []*slot
 	queue   []*waiter // FIFO; canceled entries are skipped
 	waiting int       // live (not canceled) entries in queue
 	closed  bool
+
+	stats poolStats // counters for Stats (stats.go); atomics, not under mu
 }
 
 type slot struct {
@@ -91,6 +116,8 @@ type slot struct {
 	cap     int
 	started time.Time
 	backoff time.Duration
+	// failing: w is nil and the last attempt to start a worker failed.
+	failing bool
 }
 
 type grant struct {
@@ -108,17 +135,6 @@ type waiter struct {
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // Start starts cfg.Workers workers and waits until every one is ready. If
 // one fails to boot the others are killed and the error (wrapping a
 // *worker.BootError when the app failed to import) is returned.
@@ -129,11 +145,11 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.Output != nil {
-		cfg.Output = &lockedWriter{w: cfg.Output}
+	if _, ok := cfg.Output.(*LogWriter); !ok && cfg.Output != nil {
+		cfg.Output = NewLogWriter(cfg.Output, 0)
 	}
 	pctx, cancel := context.WithCancel(context.Background())
-	p := &Pool{cfg: cfg, log: cfg.Log, ctx: pctx, cancel: cancel, failed: make(chan error, 1)}
+	p := &Pool{cfg: cfg, settings: cfg.workerSettings(), log: cfg.Log, ctx: pctx, cancel: cancel}
 	p.slots = make([]*slot, cfg.Workers)
 	for i := range p.slots {
 		p.slots[i] = &slot{id: i + 1}
@@ -190,21 +206,40 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	return p, nil
 }
 
+// workerSettings is the config.Worker each worker gets. Zero Interface,
+// Threads and BootTimeout take config.Default's values, the one place
+// they are declared.
+func (c *Config) workerSettings() config.Worker {
+	def := config.Default().Worker
+	wc := config.Worker{
+		App: c.App, Threads: c.Threads, Python: c.Python, Chdir: c.Chdir,
+		PythonPath: c.PythonPath, Env: c.Env, Interface: c.Interface, Loop: c.Loop,
+		Lifespan: c.Lifespan, LimitConcurrency: c.LimitConcurrency, BootTimeout: c.BootTimeout,
+	}
+	if wc.Interface == "" {
+		wc.Interface = def.Interface
+	}
+	if wc.Threads <= 0 {
+		wc.Threads = def.Threads
+	}
+	if wc.BootTimeout <= 0 {
+		wc.BootTimeout = def.BootTimeout
+	}
+	return wc
+}
+
 func (p *Pool) workerConfig(sl *slot, gen int) worker.Config {
-	c := p.cfg
 	return worker.Config{
-		ID: sl.id, Python: c.Python, App: c.App, Interface: c.Interface, Threads: c.Threads,
-		LimitConcurrency: c.LimitConcurrency, Loop: c.Loop, Lifespan: c.Lifespan,
-		Chdir: c.Chdir, PythonPath: c.PythonPath, Env: c.Env, AdapterDir: c.AdapterDir,
-		BootTimeout: c.BootTimeout, Output: c.Output, Log: p.log,
+		Worker: p.settings, ID: sl.id, AdapterDir: p.cfg.AdapterDir,
+		Output: p.cfg.Output, Log: p.log,
 		OnRelease: func() { p.release(sl, gen) },
 	}
 }
 
-// Failed receives a fatal error: a replacement worker that failed to boot.
-func (p *Pool) Failed() <-chan error { return p.failed }
-
 // monitor restarts sl's worker each time it dies, until the pool closes.
+// Only Start treats a boot failure as fatal (the app cannot run at all);
+// here a replacement that fails to start is retried with backoff while the
+// other workers keep serving.
 func (p *Pool) monitor(sl *slot) {
 	defer p.wg.Done()
 	for {
@@ -226,65 +261,156 @@ func (p *Pool) monitor(sl *slot) {
 		if closed {
 			return
 		}
-		uptime := time.Since(sl.started)
-		if w.Stopping() {
-			p.log.Info("worker retired", "worker", sl.id, "pid", w.Pid(), "status", w.ExitStatus())
-		} else {
-			p.log.Warn("worker died, restarting it", "worker", sl.id, "pid", w.Pid(),
-				"status", w.ExitStatus(), "uptime", uptime.Round(time.Millisecond).String())
-		}
-		if uptime >= healthyUptime || w.Stopping() {
+		uptime := time.Since(sl.started).Round(time.Millisecond).String()
+		served := w.Served()
+		switch {
+		case w.Stopping():
+			p.stats.restart(RestartRetired)
 			sl.backoff = 0
-		} else if sl.backoff == 0 {
-			sl.backoff = minBackoff
-		} else {
-			sl.backoff = min(2*sl.backoff, maxBackoff)
+			p.log.Info("worker retired", "worker", sl.id, "pid", w.Pid(), "status", w.ExitStatus())
+		case served > 0 || time.Since(sl.started) >= healthyUptime:
+			// It ran fine: whatever killed it (a request that crashes it,
+			// the OOM killer, kill -9) is no crash loop.
+			p.stats.restart(RestartDied)
+			sl.backoff = 0
+			p.log.Warn("worker died, restarting it at once", "worker", sl.id, "pid", w.Pid(),
+				"status", w.ExitStatus(), "uptime", uptime, "served", served)
+		default:
+			p.stats.restart(RestartDiedEarly)
+			sl.backoff = nextBackoff(sl.backoff)
+			p.log.Warn("worker died soon after boot without serving a request, restarting it after a backoff",
+				"worker", sl.id, "pid", w.Pid(), "status", w.ExitStatus(), "uptime", uptime,
+				"backoff", sl.backoff.String())
 		}
-		if sl.backoff > 0 {
-			t := time.NewTimer(sl.backoff)
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
-				return
-			}
+		nw := p.replace(sl, gen)
+		if nw == nil {
+			return
+		}
+	}
+}
+
+// replace starts a worker for sl, after sl.backoff, retrying with a
+// growing backoff while starting fails. It returns the worker it put in
+// rotation, or nil when the pool closed.
+func (p *Pool) replace(sl *slot, gen int) *worker.Worker {
+	for {
+		if !p.sleep(sl.backoff) {
+			return nil
 		}
 		nw, err := worker.Start(p.ctx, p.workerConfig(sl, gen))
 		if err != nil {
 			if p.ctx.Err() != nil {
-				return
+				return nil
 			}
-			err = fmt.Errorf("restarting worker %d: %w", sl.id, err)
-			p.log.Error("a replacement worker failed to start", "worker", sl.id, "err", err)
-			select {
-			case p.failed <- err:
-			default:
+			p.stats.restart(RestartBootFailed)
+			sl.backoff = nextBackoff(sl.backoff)
+			p.log.Error("a replacement worker failed to start; retrying after a backoff",
+				"worker", sl.id, "backoff", sl.backoff.String(), "err", err)
+			p.reportBootError(sl, err)
+			p.mu.Lock()
+			sl.failing = true
+			if p.allFailingLocked() {
+				p.failWaitersLocked(ErrUnavailable)
 			}
-			return
+			p.mu.Unlock()
+			continue
 		}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			nw.Kill()
 			<-nw.Done()
-			return
+			return nil
 		}
+		recovered := sl.failing
 		sl.w = nw
 		sl.cap = nw.Capacity()
 		sl.started = time.Now()
+		sl.failing = false
 		p.grantLocked(sl)
 		p.mu.Unlock()
+		p.log.Info("replacement worker ready", "worker", sl.id, "pid", nw.Pid(), "after_failures", recovered)
+		return nw
 	}
 }
 
-// Open reserves a slot on the least-loaded worker, waiting in the queue
-// when none is free, and opens a stream on it. maxQueue bounds the callers
-// that may wait (0 = none: fail with ErrQueueFull at once). gone, when not
-// nil, is called only if the caller has to wait, and its channel closing
-// makes the caller leave the queue with ErrGone.
+// sleep waits d (0: not at all); false when the pool closed meanwhile.
+func (p *Pool) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return p.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.ctx.Done():
+		return false
+	}
+}
+
+// reportBootError writes the app's own message (an import error's
+// traceback) to the worker output, unescaped, as krait does at start-up.
+func (p *Pool) reportBootError(sl *slot, err error) {
+	var be *worker.BootError
+	if p.cfg.Output == nil || !errors.As(err, &be) {
+		return
+	}
+	var b []byte
+	prefix := fmt.Sprintf("[worker %d] ", sl.id)
+	for _, line := range strings.Split(strings.TrimRight(be.Message, "\n"), "\n") {
+		b = append(b, prefix...)
+		b = append(b, line...)
+		b = append(b, '\n')
+	}
+	_, _ = p.cfg.Output.Write(b)
+}
+
+// allFailingLocked reports whether no slot has a worker running or one
+// about to start: every slot's last start failed.
+func (p *Pool) allFailingLocked() bool {
+	for _, sl := range p.slots {
+		if !sl.failing {
+			return false
+		}
+	}
+	return true
+}
+
+// failWaitersLocked ends every queued request with err.
+func (p *Pool) failWaitersLocked(err error) {
+	for _, wt := range p.queue {
+		if !wt.canceled {
+			wt.handed = true
+			wt.ch <- grant{err: err}
+		}
+	}
+	p.queue = nil
+	p.waiting = 0
+}
+
+// Open is OpenContext with a gone function instead of a context: gone,
+// when not nil, is called only if the caller has to wait, and its channel
+// closing makes the caller leave the queue with ErrGone.
+//
+// Deprecated: use OpenContext.
 func (p *Pool) Open(maxQueue int, gone func() <-chan struct{}) (*worker.Stream, error) {
+	return p.open(context.Background(), maxQueue, gone)
+}
+
+// OpenContext reserves a slot on the least-loaded worker, waiting in the
+// queue when none is free, and opens a stream on it. maxQueue bounds the
+// callers that may wait (0 = none: fail with ErrQueueFull at once). When
+// ctx ends while the caller waits, it leaves the queue (a slot handed to
+// it meanwhile goes back) with an error wrapping ctx.Err(). ctx.Done is
+// asked for only if the caller has to wait.
+func (p *Pool) OpenContext(ctx context.Context, maxQueue int) (*worker.Stream, error) {
+	return p.open(ctx, maxQueue, nil)
+}
+
+func (p *Pool) open(ctx context.Context, maxQueue int, gone func() <-chan struct{}) (*worker.Stream, error) {
 	for attempt := 0; ; attempt++ {
-		g, err := p.acquire(maxQueue, gone)
+		g, err := p.acquire(ctx, maxQueue, gone)
 		if err != nil {
 			return nil, err
 		}
@@ -297,15 +423,16 @@ func (p *Pool) Open(maxQueue int, gone func() <-chan struct{}) (*worker.Stream, 
 			p.log.Info("worker used up its stream ids, replacing it", "worker", g.sl.id, "pid", g.w.Pid())
 			go g.w.Shutdown(context.Background())
 		}
-		// The worker died or began stopping after we picked it: the
-		// monitor takes it out of rotation; try another.
-		if attempt >= 3 {
+		// The worker died or began stopping after we picked it. Either
+		// way it is out of rotation now (acquire skips dead and stopping
+		// workers), so the next attempt picks another one or queues.
+		if attempt >= len(p.slots)+2 {
 			return nil, err
 		}
 	}
 }
 
-func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error) {
+func (p *Pool) acquire(ctx context.Context, maxQueue int, gone func() <-chan struct{}) (grant, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -313,7 +440,7 @@ func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error)
 	}
 	var best *slot
 	for _, sl := range p.slots {
-		if sl.w == nil || sl.busy >= sl.cap || sl.w.Stopping() {
+		if sl.w == nil || sl.busy >= sl.cap || sl.w.Stopping() || sl.w.Dead() {
 			continue
 		}
 		if best == nil || sl.busy < best.busy {
@@ -326,6 +453,10 @@ func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error)
 		p.mu.Unlock()
 		return g, nil
 	}
+	if p.allFailingLocked() {
+		p.mu.Unlock()
+		return grant{}, ErrUnavailable
+	}
 	if p.waiting >= maxQueue {
 		p.mu.Unlock()
 		return grant{}, ErrQueueFull
@@ -335,16 +466,23 @@ func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error)
 	p.queue = append(p.queue, wt)
 	p.waiting++
 	p.mu.Unlock()
+	queued := time.Now()
 
 	var goneCh <-chan struct{}
 	if gone != nil {
 		goneCh = gone()
 	}
+	leave := ErrGone
 	select {
 	case g := <-wt.ch:
+		p.stats.observeWait(time.Since(queued))
 		waiterPool.Put(wt)
 		return g, g.err
 	case <-goneCh:
+		p.stats.observeWait(time.Since(queued))
+	case <-ctx.Done():
+		p.stats.observeWait(time.Since(queued))
+		leave = waitErr(ctx)
 	}
 	p.mu.Lock()
 	if !wt.handed {
@@ -352,7 +490,7 @@ func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error)
 		wt.canceled = true
 		p.waiting--
 		p.mu.Unlock()
-		return grant{}, ErrGone
+		return grant{}, leave
 	}
 	p.mu.Unlock()
 	g := <-wt.ch
@@ -360,7 +498,17 @@ func (p *Pool) acquire(maxQueue int, gone func() <-chan struct{}) (grant, error)
 	if g.err == nil {
 		p.release(g.sl, g.gen)
 	}
-	return grant{}, ErrGone
+	return grant{}, leave
+}
+
+// waitErr is the error of a queue wait that ctx ended: it wraps
+// ctx.Err(), and the cause too when the context has its own.
+func waitErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("waiting for a worker: %w: %w", err, cause)
+	}
+	return fmt.Errorf("waiting for a worker: %w", err)
 }
 
 // release frees one slot of sl's worker generation gen and hands it to
@@ -376,7 +524,7 @@ func (p *Pool) release(sl *slot, gen int) {
 
 // grantLocked hands sl's free slots to waiters, in order.
 func (p *Pool) grantLocked(sl *slot) {
-	for p.waiting > 0 && sl.w != nil && sl.busy < sl.cap && !sl.w.Stopping() {
+	for p.waiting > 0 && sl.w != nil && sl.busy < sl.cap && !sl.w.Stopping() && !sl.w.Dead() {
 		wt := p.queue[0]
 		p.queue[0] = nil
 		p.queue = p.queue[1:]
@@ -396,14 +544,7 @@ func (p *Pool) grantLocked(sl *slot) {
 // closeLocked marks the pool closed and fails every waiter.
 func (p *Pool) closeLocked() []*worker.Worker {
 	p.closed = true
-	for _, wt := range p.queue {
-		if !wt.canceled {
-			wt.handed = true
-			wt.ch <- grant{err: ErrClosed}
-		}
-	}
-	p.queue = nil
-	p.waiting = 0
+	p.failWaitersLocked(ErrClosed)
 	var ws []*worker.Worker
 	for _, sl := range p.slots {
 		if sl.w != nil {

@@ -39,6 +39,14 @@ type Worker struct {
 	nextID uint64 // next stream id to try; ids never wrap
 	dead   error  // why the connection ended; set once
 
+	// gone is set the moment the connection fails or the process is
+	// reaped, whichever comes first: the pool then stops handing the
+	// worker new streams, without waiting for Done.
+	gone atomic.Bool
+	// served counts the streams the worker ended itself (reader only;
+	// read after Done).
+	served uint64
+
 	// sendMu orders REQUEST frames against SHUTDOWN: a REQUEST is sent
 	// under the read lock only while stopping is false.
 	sendMu   sync.RWMutex
@@ -83,6 +91,16 @@ func (w *Worker) ExitStatus() string { return w.exitString() }
 
 // Stopping reports whether Shutdown was called.
 func (w *Worker) Stopping() bool { return w.stopping.Load() }
+
+// Dead reports whether the worker's connection failed or its process
+// exited. It turns true before Done closes (Done also waits for the
+// reader and the reaping); a dead worker takes no new stream.
+func (w *Worker) Dead() bool { return w.gone.Load() }
+
+// Served returns how many streams the worker ended by itself (answered,
+// or failed with a RESET it sent): proof that it ran the app. Valid once
+// Done is closed.
+func (w *Worker) Served() uint64 { return w.served }
 
 // Kill sends SIGKILL to the process; Done closes soon after.
 func (w *Worker) Kill() {
@@ -245,6 +263,7 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 	if end {
 		e.p.Store(nil)
 		s.readerDone = true
+		w.served++
 		if w.cfg.OnRelease != nil {
 			w.cfg.OnRelease()
 		}
@@ -264,6 +283,7 @@ func (w *Worker) fail(cause error) {
 	if w.dead == nil {
 		w.dead = cause
 	}
+	w.gone.Store(true)
 	w.mu.Unlock()
 	graceful := w.stopping.Load() && (errors.Is(cause, io.EOF) || errors.Is(cause, net.ErrClosed))
 	switch {
@@ -303,6 +323,10 @@ func (w *Worker) Open() (*Stream, error) {
 		err := w.dead
 		w.mu.Unlock()
 		return nil, fmt.Errorf("%w: %v", ErrWorkerDied, err)
+	}
+	if w.gone.Load() {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("%w: worker %d (pid %d) exited", ErrWorkerDied, w.cfg.ID, w.pid)
 	}
 	for range len(w.table) {
 		if w.nextID > math.MaxUint32 {

@@ -3,7 +3,11 @@
 //
 // Start spawns `python -u -m krait_worker ...` with the socket as fd 3,
 // copies its stdout/stderr line by line to an output writer, and waits for
-// the HELLO handshake; an import failure comes back as a *BootError.
+// the HELLO handshake; an import failure comes back as a *BootError. The
+// output writer must not block (the supervisor passes a LogWriter): a
+// worker whose pipe is not drained stalls on its next print. The worker
+// ignores SIGINT and SIGTERM (a signal to krait's process group must not
+// cut requests short); krait stops it with SHUTDOWN, or SIGKILL.
 //
 // After the handshake one reader goroutine per worker reads frames in big
 // chunks and appends each stream's frames, as raw frames, to that stream's
@@ -13,9 +17,38 @@
 // fixed table indexed by id, recycled through a sync.Pool, so the hot path
 // allocates nothing and starts no goroutine.
 //
-// Locking: Worker.mu guards stream-id allocation and the dead/stopping
-// state; Stream.mu guards a stream's inbox, windows and end flags. The
-// table's entries are atomic pointers: Open stores, the reader loads and
-// clears. A Stream is shared by the reader and its user until both are done
-// with it (a two-count reference), then recycled.
+// Death: Dead turns true the moment the reader fails or the process is
+// reaped, whichever is first (a child that inherited the socket can keep
+// it open after the process died); from then on Open and SendRequest
+// refuse. SendRequest's ErrNotDelivered means not a byte was written, so
+// the request may run elsewhere; a request that was written may have
+// started and is never re-run (its stream fails with ErrWorkerDied). Done
+// closes once the process is reaped and the reader ended.
+// A stream's user that cannot decode a frame reports it with
+// Stream.ProtocolError: the worker is logged and killed here, not by the
+// user, and the supervisor replaces it.
+//
+// Flow control: krait charges its receive window for every DATA and
+// WS_MESSAGE byte and kills a worker that sends beyond it (a protocol
+// error); the send window is taken with AcquireSendWindow before body
+// bytes are sent. The fake worker in workertest enforces the same.
+//
+// Waits take a context: RecvContext, RecvUntilContext and
+// AcquireSendWindowContext end with an error wrapping ctx.Err() (and its
+// cause) when ctx ends first, leaving the stream as it is (the caller
+// resets it); frames already received are returned before that error.
+// They select on ctx.Done() beside the stream's own channels and start
+// no goroutine; context.Background's nil Done costs nothing. (Recv,
+// RecvUntil and AcquireSendWindow without a context remain until their
+// callers move.)
+//
+// Settings: Config embeds config.Worker, passed whole from krait serve's
+// settings; this package declares no default of its own, and Start
+// refuses a Config missing a required setting.
+//
+// Locking: Worker.mu guards stream-id allocation and the dead state;
+// Stream.mu guards a stream's inbox, windows and end flags. The table's
+// entries are atomic pointers: Open stores, the reader loads and clears. A
+// Stream is shared by the reader and its user until both are done with it
+// (a two-count reference), then recycled.
 package worker

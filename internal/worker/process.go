@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/wire"
 )
 
@@ -31,41 +32,22 @@ const UnlimitedCapacity = 1000000
 // most 1 MiB.
 const MaxStreams = 1 << 16
 
-// DefaultBootTimeout is used when Config.BootTimeout is 0.
-const DefaultBootTimeout = 60 * time.Second
-
 // Config describes one worker process.
 type Config struct {
+	// Worker is krait's worker settings (config.Worker), passed whole
+	// from `krait serve`; there are no defaults here. Python, App,
+	// Interface ("auto", "wsgi" or "asgi"), Threads (>= 1) and
+	// BootTimeout (the wait for HELLO, > 0) are required; Start refuses
+	// a Config without them. Chdir "" is krait's working directory;
+	// PythonPath directories go on sys.path right after the adapter; Env
+	// holds extra "KEY=VALUE" variables. LimitConcurrency (0 =
+	// unlimited), Loop and Lifespan ("" = the adapter's default) are
+	// passed to the adapter only when set.
+	config.Worker
 	// ID is the worker's slot number (1..W), used in its output prefix.
 	ID int
-	// Python is the interpreter to run ("" = "python3").
-	Python string
-	// App is MODULE:CALLABLE.
-	App string
-	// Interface is "auto", "wsgi" or "asgi" ("" = "auto").
-	Interface string
-	// Threads is the WSGI thread count (0 = 1).
-	Threads int
-	// LimitConcurrency caps the ASGI requests a worker runs at once
-	// (--limit-concurrency; 0 = unlimited). Passed to the worker only
-	// when set.
-	LimitConcurrency int
-	// Loop is the ASGI event loop, "auto", "asyncio" or "uvloop"
-	// (--loop; "" = the adapter's default, not passed).
-	Loop string
-	// Lifespan is the ASGI lifespan mode, "auto", "on" or "off"
-	// (--lifespan; "" = the adapter's default, not passed).
-	Lifespan string
-	// Chdir is the worker's working directory ("" = krait's).
-	Chdir string
-	// PythonPath directories go on sys.path right after the adapter.
-	PythonPath []string
-	// Env holds extra "KEY=VALUE" environment variables.
-	Env []string
 	// AdapterDir is put first on PYTHONPATH (from python.Install).
 	AdapterDir string
-	// BootTimeout bounds the wait for HELLO (0 = DefaultBootTimeout).
-	BootTimeout time.Duration
 	// Output receives the worker's stdout and stderr, one Write per line,
 	// each prefixed with "[worker ID] ". It must be safe for concurrent
 	// use. nil discards them.
@@ -97,6 +79,10 @@ var (
 	ErrStopping = errors.New("worker is stopping")
 	// ErrExhausted: the worker used up its stream ids; replace it.
 	ErrExhausted = errors.New("worker stream ids exhausted")
+	// ErrNotDelivered: SendRequest found the worker already dead, so not
+	// one byte of the request was written; it is safe to run the request
+	// on another worker. Errors wrapping it also wrap ErrWorkerDied.
+	ErrNotDelivered = errors.New("the request was not delivered")
 )
 
 // tailSize is how much recent output is kept for boot error messages.
@@ -151,17 +137,8 @@ func copyLines(r io.Reader, out io.Writer, prefix string, t *tail, done chan<- s
 // Start spawns the worker and waits for its handshake. A failure to boot
 // is a *BootError; ctx cancels the wait (the process is then killed).
 func Start(ctx context.Context, cfg Config) (*Worker, error) {
-	if cfg.Python == "" {
-		cfg.Python = "python3"
-	}
-	if cfg.Interface == "" {
-		cfg.Interface = "auto"
-	}
-	if cfg.Threads <= 0 {
-		cfg.Threads = 1
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = DefaultBootTimeout
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -257,6 +234,32 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
+// check refuses a Config that lacks a required setting: the defaults
+// live in config.Default, and a caller that forgot one must not get a
+// different value than krait serve would use.
+func (c *Config) check() error {
+	var missing []string
+	if c.Python == "" {
+		missing = append(missing, "Python")
+	}
+	if c.App == "" {
+		missing = append(missing, "App")
+	}
+	if c.Interface == "" {
+		missing = append(missing, "Interface")
+	}
+	if c.Threads < 1 {
+		missing = append(missing, "Threads")
+	}
+	if c.BootTimeout <= 0 {
+		missing = append(missing, "BootTimeout")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("worker %d: incomplete config, set %s (from config.Default)", c.ID, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // workerEnv is krait's environment plus PYTHONPATH (the adapter first) and
 // the configured variables, later entries overriding earlier ones.
 func workerEnv(base []string, adapterDir string, extra []string) []string {
@@ -288,6 +291,9 @@ func (w *Worker) wait() {
 	if w.state == nil && err != nil {
 		w.waitErr = err
 	}
+	// The process is gone even if its socket lives on in a child that
+	// inherited it (a fork()ed multiprocessing worker): no new streams.
+	w.gone.Store(true)
 	close(w.exited)
 	// Frames the worker wrote before exiting are still in the socket
 	// buffer: give the reader time to drain them before closing.

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -107,12 +108,21 @@ func (s *Stream) sendErr(err error) error {
 // AcquireSendWindow), all in one write. It fails with ErrStopping when the
 // worker began shutting down since Open; the stream should then be closed
 // and the request sent to another worker.
+//
+// When the worker was already known dead (its connection failed or its
+// process exited) nothing is written and the error wraps ErrNotDelivered
+// (and ErrWorkerDied): the caller may run the request elsewhere. Any other
+// failure may have delivered the request, which must then not be re-run.
 func (s *Stream) SendRequest(frames []byte) error {
 	w := s.w
 	w.sendMu.RLock()
 	if w.stopping.Load() {
 		w.sendMu.RUnlock()
 		return ErrStopping
+	}
+	if w.gone.Load() {
+		w.sendMu.RUnlock()
+		return fmt.Errorf("%w: %w: worker %d (pid %d)", ErrNotDelivered, ErrWorkerDied, w.cfg.ID, w.pid)
 	}
 	err := w.wr.Append(frames)
 	s.requestSent = true
@@ -131,10 +141,18 @@ func (s *Stream) Send(frames []byte) error {
 	return nil
 }
 
-// AcquireSendWindow waits until the stream's send window is open and takes
-// up to max bytes of it. It returns ErrStreamDone when the worker no
-// longer wants the body, or an ErrWorkerDied error.
+// AcquireSendWindow is AcquireSendWindowContext without a context.
+//
+// Deprecated: use AcquireSendWindowContext.
 func (s *Stream) AcquireSendWindow(max int) (int, error) {
+	return s.AcquireSendWindowContext(context.Background(), max)
+}
+
+// AcquireSendWindowContext waits until the stream's send window is open
+// and takes up to max bytes of it. It returns ErrStreamDone when the
+// worker no longer wants the body, an ErrWorkerDied error, or, when ctx
+// ends first, an error wrapping ctx.Err().
+func (s *Stream) AcquireSendWindowContext(ctx context.Context, max int) (int, error) {
 	for {
 		s.mu.Lock()
 		switch {
@@ -155,22 +173,47 @@ func (s *Stream) AcquireSendWindow(max int) (int, error) {
 			return int(n), nil
 		}
 		s.mu.Unlock()
-		<-s.sendReady
+		select {
+		case <-s.sendReady:
+		case <-ctx.Done():
+			return 0, s.waitErr(ctx, "waiting for send window")
+		}
 	}
 }
 
+// waitErr is the error of a wait that ctx ended: it wraps ctx.Err(), and
+// the cause too when the context has its own (context.WithCancelCause).
+func (s *Stream) waitErr(ctx context.Context, what string) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("stream %d: %s: %w: %w", s.id, what, err, cause)
+	}
+	return fmt.Errorf("stream %d: %s: %w", s.id, what, err)
+}
+
 // ErrClientGone is returned by Recv when its gone channel closed.
+//
+// Deprecated: RecvContext reports the end of its context instead.
 var ErrClientGone = errors.New("client went away")
 
-// Recv waits for frames from the worker and returns every frame that has
-// arrived, as raw frames (header and payload, see wire.ParseHeader). The
-// bytes are valid until the next Recv. After the frame that ends the
-// stream (END_STREAM or RESET) it returns io.EOF; when the worker died it
-// returns an error wrapping ErrWorkerDied (after any frames that arrived
-// before). If gone (which may be nil) closes while it waits, it returns
-// ErrClientGone.
+// Recv is RecvContext with a gone channel instead of a context: if gone
+// (which may be nil) closes while it waits, it returns ErrClientGone.
+//
+// Deprecated: use RecvContext.
 func (s *Stream) Recv(gone <-chan struct{}) ([]byte, error) {
-	return s.RecvUntil(gone, nil)
+	return s.recv(context.Background(), gone, nil)
+}
+
+// RecvContext waits for frames from the worker and returns every frame
+// that has arrived, as raw frames (header and payload, see
+// wire.ParseHeader). The bytes are valid until the next Recv. After the
+// frame that ends the stream (END_STREAM or RESET) it returns io.EOF;
+// when the worker died it returns an error wrapping ErrWorkerDied (after
+// any frames that arrived before). When ctx ends while it waits (frames
+// already there are returned first) it returns an error wrapping
+// ctx.Err(); the stream is left as it is (the caller resets it).
+func (s *Stream) RecvContext(ctx context.Context) ([]byte, error) {
+	return s.recv(ctx, nil, nil)
 }
 
 // ErrWake is returned by RecvUntil when its wake channel fired.
@@ -178,7 +221,21 @@ var ErrWake = errors.New("wake-up time reached")
 
 // RecvUntil is Recv that also returns ErrWake, without frames, when wake
 // (which may be nil) fires while it waits.
+//
+// Deprecated: use RecvUntilContext.
 func (s *Stream) RecvUntil(gone <-chan struct{}, wake <-chan time.Time) ([]byte, error) {
+	return s.recv(context.Background(), gone, wake)
+}
+
+// RecvUntilContext is RecvContext that also returns ErrWake, without
+// frames, when wake (which may be nil) fires while it waits.
+func (s *Stream) RecvUntilContext(ctx context.Context, wake <-chan time.Time) ([]byte, error) {
+	return s.recv(ctx, nil, wake)
+}
+
+// recv is the one receive loop. A nil channel (context.Background's Done
+// among them) never fires, so an unused case costs nothing.
+func (s *Stream) recv(ctx context.Context, gone <-chan struct{}, wake <-chan time.Time) ([]byte, error) {
 	for {
 		s.mu.Lock()
 		if len(s.in) > 0 {
@@ -201,6 +258,8 @@ func (s *Stream) RecvUntil(gone <-chan struct{}, wake <-chan time.Time) ([]byte,
 		}
 		select {
 		case <-s.notify:
+		case <-ctx.Done():
+			return nil, s.waitErr(ctx, "waiting for the worker")
 		case <-gone:
 			return nil, ErrClientGone
 		case <-wake:
@@ -272,4 +331,14 @@ func (s *Stream) Close() {
 	}
 	s.Reset()
 	s.release()
+}
+
+// ProtocolError reports that the worker broke the protocol on this stream:
+// a frame the stream's user could not decode. The worker layer owns the
+// consequence: the worker is logged and killed, its streams then fail with
+// ErrWorkerDied and the supervisor replaces it. The caller answers its own
+// request (a 502) and closes the stream as usual.
+func (s *Stream) ProtocolError(err error) {
+	s.w.log.Error("worker broke the protocol, killing it", "pid", s.w.pid, "stream", s.id, "err", err)
+	s.w.Kill()
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/wire"
 	"github.com/krait-server/krait/internal/worker"
 	"github.com/krait-server/krait/internal/worker/workertest"
@@ -39,15 +40,15 @@ func (s *syncBuffer) String() string {
 }
 
 func fakeConfig(mode string, out io.Writer) worker.Config {
-	return worker.Config{
-		ID:          1,
-		Python:      os.Args[0],
-		App:         "app:application",
-		Threads:     4,
-		Env:         []string{workertest.EnvMode + "=" + mode},
-		BootTimeout: 30 * time.Second,
-		Output:      out,
-	}
+	// The settings krait serve would pass, with the fake worker as the
+	// interpreter.
+	wc := config.Default().Worker
+	wc.Python = os.Args[0]
+	wc.App = "app:application"
+	wc.Threads = 4
+	wc.Env = []string{workertest.EnvMode + "=" + mode}
+	wc.BootTimeout = 30 * time.Second
+	return worker.Config{Worker: wc, ID: 1, Output: out}
 }
 
 func TestBootFailures(t *testing.T) {

@@ -78,11 +78,21 @@ def load(spec, interface):
     return app, interface, ""
 
 
+def _ignore_signal(signum, frame):
+    """Leave SIGINT/SIGTERM to krait (see main)."""
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    # krait drives shutdown with SHUTDOWN frames; a Ctrl-C at the terminal
-    # reaches the whole process group and must not cut requests short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Signals are krait's business: it stops workers with SHUTDOWN frames
+    # (and SIGKILL as a last resort). Ctrl-C at a terminal, systemd's
+    # KillMode=control-group and `kill -TERM -- -PGID` signal the whole
+    # process group, and must not cut in-flight requests (or ASGI lifespan
+    # shutdown) short: krait's own stop finishes them. A no-op handler
+    # rather than SIG_IGN, because an ignored signal stays ignored in the
+    # programs the app runs, and a handled one is reset by exec.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore_signal)
     try:
         sock = socket.socket(fileno=SOCKET_FD)
     except OSError as e:

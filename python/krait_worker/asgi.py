@@ -6,7 +6,11 @@ that decodes frames straight into a FrameBuffer; every stream runs the app in
 its own task with receive/send bound to a Stream object. Frames written
 during one loop iteration are collected and written with one
 transport.write() from a callback scheduled with call_soon, so a burst of
-requests and their responses cost one syscall each way.
+requests and their responses cost one syscall each way. Worker is a
+protocol.Dispatcher and the streams are protocol.StreamBase subclasses: the
+stream table and the checks of K's frames (stream ids, end of body, windows)
+are the ones the WSGI worker uses; this module adds scopes, receive/send and
+the WebSocket frames.
 
 send() after the client is gone: the ASGI HTTP/WebSocket spec, version 2.4
 (the spec_version this worker announces), says "If send() is called on a
@@ -30,55 +34,48 @@ import traceback
 from collections import deque
 
 from .protocol import (
+    BODY_500,
     DATA,
     EARLY_HINT,
     END_STREAM,
     EXIT_BOOT_ERROR,
     EXIT_OK,
     HEADER,
-    INITIAL_WINDOW,
+    MAX_HEAD,
     MAX_PAYLOAD,
-    REQUEST,
-    RESET,
     RESPONSE,
     SENDFILE,
-    SHUTDOWN,
     TRAILERS,
-    U32,
-    WINDOW,
     WS_ACCEPT,
     WS_BINARY,
     WS_CLOSE,
     WS_MESSAGE,
     WS_MORE,
-    FrameBuffer,
+    Dispatcher,
     ProtocolError,
+    StreamBase,
     exit_now,
+    frames_500,
+    head_too_large,
+    loads,
+    log,
+    log_exception,
     protocol_error,
+    reset_frame,
 )
-
-_loads = marshal.loads
-try:
-    _loads(memoryview(marshal.dumps({})))
-except TypeError:  # PyPy: marshal.loads wants bytes
-    def _loads(data, _loads=marshal.loads):
-        return _loads(bytes(data))
 
 _dumps = marshal.dumps
 _pack = HEADER.pack
-_u32 = U32.unpack
-_credit = U32.pack
 
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 LIFESPAN_VERSION = {"version": "3.0", "spec_version": "2.0"}
 
-_BODY_500 = b"Internal Server Error\n"
-_FRAMES_500_PAYLOAD = _dumps(
+_HEAD_500 = _dumps(
     (
         500,
         [(b"content-type", b"text/plain; charset=utf-8"),
-         (b"content-length", str(len(_BODY_500)).encode())],
+         (b"content-length", str(len(BODY_500)).encode())],
         False,
     ),
     2,
@@ -102,17 +99,15 @@ class ASGIError(RuntimeError):
     """The app sent a message that is not allowed here (wrong type or order)."""
 
 
-def _log(msg):
-    try:
-        sys.stderr.write("krait_worker: %s\n" % msg)
-    except Exception:
-        pass
-
-
-
-
 def _bad(msg):
     raise ASGIError(msg)
+
+
+def _check_head(payload, headers, status_size=0, what="response head"):
+    """Refuse a head over MAX_HEAD (docs/protocol.md): the app's error."""
+    msg = head_too_large(payload, headers, status_size, what)
+    if msg is not None:
+        _bad(msg)
 
 
 def _headers(headers, what="headers"):
@@ -155,26 +150,26 @@ def _body(body):
     _bad("body must be bytes, got %s" % t.__name__)
 
 
-class Stream:
-    """What HTTP and WebSocket streams share: identity, waiting, windows."""
+class Stream(StreamBase):
+    """What HTTP and WebSocket streams share: waiting, sending, ending.
 
-    __slots__ = ("w", "id", "scope", "waiter", "send_window", "gone", "state",
-                 "failed", "task", "__weakref__")
+    StreamBase's gone: K reset the stream (HTTP) / the client closed (WS).
+    """
 
-    def __init__(self, w, sid, scope):
+    __slots__ = ("w", "scope", "waiter", "state", "failed", "task", "__weakref__")
+
+    def __init__(self, w, sid, scope, eof):
+        StreamBase.__init__(self, sid, eof)
         self.w = w
-        self.id = sid
         self.scope = scope
         self.waiter = None
-        self.send_window = INITIAL_WINDOW
-        self.gone = False     # K reset the stream (HTTP) / the client closed (WS)
         self.state = _IDLE
         self.failed = False   # an error was already logged and answered
         self.task = None
 
     # ---- waking and waiting ----
 
-    def _wake(self):
+    def wake(self):
         waiters = self.waiter
         if waiters:
             self.waiter = None
@@ -199,10 +194,6 @@ class Stream:
             if waiters is not None and f in waiters:
                 waiters.remove(f)
 
-    def add_window(self, n):
-        self.send_window += n
-        self._wake()
-
     async def _take_window(self, want):
         """Wait for send credit; return how many bytes (<= want) may go now."""
         while self.send_window <= 0:
@@ -219,18 +210,22 @@ class Stream:
     def end_reset(self, reason):
         if self.state != _DONE:
             self.state = _DONE
-            msg = reason.encode("utf-8", "replace")
-            self.w.write(_pack(len(msg), RESET, 0, 0, self.id) + msg)
+            self.w.write(reset_frame(self.id, reason))
 
     def end_500(self):
         self.state = _DONE
-        sid = self.id
-        self.w.write(
-            b"".join((
-                _pack(len(_FRAMES_500_PAYLOAD), RESPONSE, 0, 0, sid), _FRAMES_500_PAYLOAD,
-                _pack(len(_BODY_500), DATA, END_STREAM, 0, sid), _BODY_500,
-            ))
-        )
+        self.w.write(frames_500(self.id, _HEAD_500))
+
+    def fail(self):
+        """Answer a failed app: 500 when nothing was sent (WebSocket: before
+        the handshake), else abort (WebSocket: close 1011)."""
+        if self.state == _IDLE:
+            if self.gone:
+                self.end_reset("stream reset by krait")
+            else:
+                self.end_500()
+        else:
+            self.end_reset("application error after the response started")
 
     def describe(self):
         s = self.scope
@@ -242,9 +237,24 @@ class Stream:
     def violation(self, msg):
         """The app broke the ASGI message rules: log it, answer, raise."""
         self.failed = True
-        _log("ASGI protocol error (%s): %s" % (self.describe(), msg))
+        log("ASGI protocol error (%s): %s" % (self.describe(), msg))
         self.fail()
         raise ASGIError(msg)
+
+    def message_type(self, message):
+        """The 'type' of a message the app sent, else a violation."""
+        try:
+            return message["type"]
+        except (KeyError, TypeError):
+            self.violation("message without a 'type': %r" % (message,))
+
+    def refuse(self, mtype, e):
+        """send() found e in a message of type mtype: a violation (raised)."""
+        if isinstance(e, ASGIError):
+            if self.failed:
+                raise e
+            self.violation(str(e))
+        self.violation("malformed %r message: %s: %s" % (mtype, type(e).__name__, e))
 
     async def _send_chunks(self, ftype, flags, data, end, more_flag=0):
         """Send data as frames of ftype within the window; END_STREAM on the
@@ -280,12 +290,11 @@ class Stream:
 class HTTPStream(Stream):
     """One HTTP request/response exchange."""
 
-    __slots__ = ("chunks", "eof", "request_done", "trailers", "trailer_list", "head")
+    __slots__ = ("chunks", "request_done", "trailers", "trailer_list", "head")
 
     def __init__(self, w, sid, scope, eof):
-        Stream.__init__(self, w, sid, scope)
+        Stream.__init__(self, w, sid, scope, eof)
         self.chunks = deque()
-        self.eof = eof              # K sent END_STREAM: no more body
         self.request_done = False   # the last http.request went to the app
         self.trailers = False
         self.trailer_list = None
@@ -300,18 +309,8 @@ class HTTPStream(Stream):
             self.head = None
             self.w.write(head)
 
-    def feed(self, payload, end):
-        if self.eof:
-            raise ProtocolError("DATA on stream %d after END_STREAM" % self.id)
-        if payload:
-            self.chunks.append(bytes(payload))
-        if end:
-            self.eof = True
-        self._wake()
-
-    def on_reset(self):
-        self.gone = True
-        self._wake()
+    def buffer_body(self, payload):
+        self.chunks.append(bytes(payload))
 
     async def receive(self):
         while True:
@@ -324,7 +323,7 @@ class HTTPStream(Stream):
                 more = not self.eof
                 if more:
                     # Credit before the app can block on the next receive().
-                    self.w.write(_pack(4, WINDOW, 0, 0, self.id) + _credit(len(body)))
+                    self.w.write(self.credit(len(body)))
                 else:
                     self.request_done = True
                 return {"type": "http.request", "body": body, "more_body": more}
@@ -337,10 +336,7 @@ class HTTPStream(Stream):
             await self._wait()
 
     async def send(self, message):
-        try:
-            mtype = message["type"]
-        except (KeyError, TypeError):
-            self.violation("message without a 'type': %r" % (message,))
+        mtype = self.message_type(message)
         state = self.state
         if self.gone:
             raise ClientDisconnected("the client went away (stream %d)" % self.id)
@@ -356,6 +352,8 @@ class HTTPStream(Stream):
                 trailers = bool(message.get("trailers", False))
                 self.trailers = trailers
                 payload = _dumps((status, headers, trailers), 2)
+                if len(payload) > MAX_HEAD:
+                    _check_head(payload, headers, 3)
                 self.state = _STARTED
                 self.head = _pack(len(payload), RESPONSE, 0, 0, self.id) + payload
                 self.w.hold_head(self)
@@ -376,7 +374,7 @@ class HTTPStream(Stream):
                     self.state = _TRAILING
                 else:
                     await self._send_chunks(DATA, 0, body, True)
-                    self._wake()
+                    self.wake()
             elif mtype == "http.response.trailers":
                 if state != _TRAILING:
                     _bad("'http.response.trailers' sent %s" % (
@@ -390,9 +388,10 @@ class HTTPStream(Stream):
                     self.trailer_list.extend(headers)
                 if not message.get("more_trailers", False):
                     payload = _dumps(self.trailer_list, 2)
+                    _check_head(payload, self.trailer_list, 0, "trailer section")
                     self.state = _DONE
                     self.w.write(_pack(len(payload), TRAILERS, END_STREAM, 0, self.id) + payload)
-                    self._wake()
+                    self.wake()
             elif mtype == "http.response.pathsend":
                 if state != _STARTED:
                     _bad("'http.response.pathsend' sent %s" % _where(state))
@@ -400,6 +399,8 @@ class HTTPStream(Stream):
                 if type(path) is not str or not os.path.isabs(path):
                     _bad("pathsend 'path' must be an absolute path str, got %r" % (path,))
                 payload = _dumps((path, 0, -1), 2)
+                if len(payload) > MAX_PAYLOAD:
+                    _bad("pathsend 'path' is %d characters long" % len(path))
                 self._emit_head()
                 if self.trailers:
                     self.state = _TRAILING
@@ -407,7 +408,7 @@ class HTTPStream(Stream):
                 else:
                     self.state = _DONE
                     self.w.write(_pack(len(payload), SENDFILE, END_STREAM, 0, self.id) + payload)
-                    self._wake()
+                    self.wake()
             elif mtype == "http.response.early_hint":
                 if state != _IDLE:
                     _bad("'http.response.early_hint' sent after the response started")
@@ -421,28 +422,18 @@ class HTTPStream(Stream):
                     headers.append((b"link", link))
                 if headers:
                     payload = _dumps(headers, 2)
+                    _check_head(payload, headers, 0, "early hint")
                     self.w.write(_pack(len(payload), EARLY_HINT, 0, 0, self.id) + payload)
             else:
                 _bad("unexpected ASGI message type %r for an HTTP stream" % (mtype,))
-        except ASGIError as e:
-            if self.failed:
-                raise
-            self.violation(str(e))
-        except (KeyError, TypeError, ValueError) as e:
-            self.violation("malformed %r message: %s: %s" % (mtype, type(e).__name__, e))
+        except (ASGIError, KeyError, TypeError, ValueError) as e:
+            self.refuse(mtype, e)
 
     def fail(self):
-        """Answer a failed app: 500 when nothing was sent, else abort."""
         if self.state == _STARTED and self.head is not None:
             self.head = None  # never sent: a 500 can still replace it
             self.state = _IDLE
-        if self.state == _IDLE:
-            if self.gone:
-                self.end_reset("stream reset by krait")
-            else:
-                self.end_500()
-        else:
-            self.end_reset("application error after the response started")
+        Stream.fail(self)
 
 
 def _where(state):
@@ -459,10 +450,10 @@ class WebSocketStream(Stream):
     """One WebSocket connection; K does the framing, we see whole messages."""
 
     __slots__ = ("connected", "inbox", "parts", "parts_binary", "close_code",
-                 "close_reason", "sent_close")
+                 "close_reason", "sent_close", "dropping")
 
-    def __init__(self, w, sid, scope):
-        Stream.__init__(self, w, sid, scope)
+    def __init__(self, w, sid, scope, eof):
+        Stream.__init__(self, w, sid, scope, eof)
         self.connected = False    # websocket.connect delivered
         self.inbox = deque()      # (message, credit)
         self.parts = None
@@ -470,8 +461,15 @@ class WebSocketStream(Stream):
         self.close_code = None    # from K's WS_CLOSE (or 1006 on RESET)
         self.close_reason = ""
         self.sent_close = None    # code W sent in WS_CLOSE
+        self.dropping = False     # failed here (bad input from K): drop the rest
+
+    def on_data(self, payload, end):
+        raise ProtocolError("DATA on WebSocket stream %d" % self.id)
 
     def on_message(self, payload, flags):
+        self.charge(len(payload), "WS_MESSAGE")
+        if self.dropping:
+            return
         if self.close_code is not None:
             raise ProtocolError("WS_MESSAGE on stream %d after WS_CLOSE" % self.id)
         data = bytes(payload)
@@ -485,7 +483,7 @@ class WebSocketStream(Stream):
             # credit now so K can send the rest of a message larger than the
             # window. The last frame's bytes are credited as the app reads.
             if data:
-                self.w.write(_pack(4, WINDOW, 0, 0, self.id) + _credit(len(data)))
+                self.w.write(self.credit(len(data)))
             return
         credit = len(data)
         binary = bool(flags & WS_BINARY)
@@ -500,14 +498,18 @@ class WebSocketStream(Stream):
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
-                raise ProtocolError("WS_MESSAGE text on stream %d is not UTF-8" % self.id) from None
+                # krait validates text (1007), so this is a bug there; it
+                # costs this connection only, not the worker's other streams.
+                log("WS_MESSAGE text on stream %d is not UTF-8; closing it with 1007" % self.id)
+                self._fail_input(1007, "invalid UTF-8 in a text message")
+                return
             msg = {"type": "websocket.receive", "text": text}
         self.inbox.append((msg, credit))
-        self._wake()
+        self.wake()
 
     def on_close(self, payload):
         try:
-            code, reason = _loads(payload)
+            code, reason = loads(payload)
             if type(code) is not int or type(reason) is not str:
                 raise TypeError
         except (ValueError, EOFError, TypeError):
@@ -515,14 +517,28 @@ class WebSocketStream(Stream):
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
+        self.parts = None  # a message K never completed is never delivered
         self.gone = True
-        self._wake()
+        self.wake()
+
+    def _fail_input(self, code, reason):
+        """Fail this connection for bad input from K: the app sees
+        websocket.disconnect with code, K gets WS_CLOSE code at once, and
+        later WS_MESSAGEs on the stream are dropped."""
+        self.dropping = True
+        self.parts = None
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self.gone = True
+        if self.state == _ACCEPTED:
+            self._close(code, reason)
+        self.wake()
 
     def on_reset(self):
         if self.close_code is None:
             self.close_code = 1006
-        self.gone = True
-        self._wake()
+        StreamBase.on_reset(self)
 
     async def receive(self):
         if not self.connected:
@@ -533,7 +549,7 @@ class WebSocketStream(Stream):
             if inbox:
                 msg, credit = inbox.popleft()
                 if credit and self.close_code is None:
-                    self.w.write(_pack(4, WINDOW, 0, 0, self.id) + _credit(credit))
+                    self.w.write(self.credit(credit))
                 return msg
             if self.close_code is not None:
                 return {"type": "websocket.disconnect", "code": self.close_code,
@@ -547,11 +563,15 @@ class WebSocketStream(Stream):
             await self._wait()
 
     async def send(self, message):
-        try:
-            mtype = message["type"]
-        except (KeyError, TypeError):
-            self.violation("message without a 'type': %r" % (message,))
+        mtype = self.message_type(message)
         state = self.state
+        if self.dropping:
+            # We closed the connection under the app (_fail_input): a send
+            # finds the client gone, a close has nothing left to do.
+            if mtype == "websocket.send":
+                raise ClientDisconnected("the WebSocket connection failed (stream %d)" % self.id)
+            if mtype == "websocket.close":
+                return
         try:
             if mtype == "websocket.send":
                 if state != _ACCEPTED:
@@ -582,6 +602,7 @@ class WebSocketStream(Stream):
                 headers = message.get("headers")
                 headers = [] if headers is None else _headers(headers)
                 payload = _dumps((sub, headers), 2)
+                _check_head(payload, headers, len(sub or ""), "WebSocket accept")
                 self.state = _ACCEPTED
                 self.w.write(_pack(len(payload), WS_ACCEPT, 0, 0, self.id) + payload)
             elif mtype == "websocket.close":
@@ -593,6 +614,7 @@ class WebSocketStream(Stream):
                 reason = "" if reason is None else reason
                 if type(code) is not int or type(reason) is not str:
                     _bad("websocket.close needs an int 'code' and a str 'reason'")
+                reason = reason[:123]  # K sends at most 123 bytes of it; keeps WS_CLOSE small
                 self.sent_close = code
                 self._close(code, reason)
             elif mtype == "websocket.http.response.start":
@@ -604,6 +626,7 @@ class WebSocketStream(Stream):
                 headers = message.get("headers")
                 headers = [] if headers is None else _headers(headers)
                 payload = _dumps((status, headers, False), 2)
+                _check_head(payload, headers, 3)
                 self.state = _STARTED
                 self.w.write(_pack(len(payload), RESPONSE, 0, 0, self.id) + payload)
             elif mtype == "websocket.http.response.body":
@@ -618,35 +641,24 @@ class WebSocketStream(Stream):
                         await self._send_chunks(DATA, 0, body, False)
                 else:
                     await self._send_chunks(DATA, 0, body, True)
-                    self._wake()
+                    self.wake()
             else:
                 _bad("unexpected ASGI message type %r for a WebSocket stream" % (mtype,))
-        except ASGIError as e:
-            if self.failed:
-                raise
-            self.violation(str(e))
-        except (KeyError, TypeError, ValueError) as e:
-            self.violation("malformed %r message: %s: %s" % (mtype, type(e).__name__, e))
+        except (ASGIError, KeyError, TypeError, ValueError) as e:
+            self.refuse(mtype, e)
 
     def _close(self, code, reason):
         if self.state != _DONE:
             self.state = _DONE
             payload = _dumps((code, reason), 2)
             self.w.write(_pack(len(payload), WS_CLOSE, END_STREAM, 0, self.id) + payload)
-            self._wake()
+            self.wake()
 
     def fail(self):
-        """Answer a failed app: 500 before the handshake, 1011 after it."""
-        state = self.state
-        if state == _IDLE:
-            if self.gone:
-                self.end_reset("stream reset by krait")
-            else:
-                self.end_500()
-        elif state == _ACCEPTED:
+        if self.state == _ACCEPTED:
             self._close(1011, "")
         else:
-            self.end_reset("application error after the response started")
+            Stream.fail(self)
 
 
 def _ws_where(state):
@@ -673,12 +685,7 @@ class Connection(asyncio.BufferedProtocol):
         return self.fb.tail()
 
     def buffer_updated(self, nbytes):
-        fb = self.fb
-        fb.filled(nbytes)
-        try:
-            fb.decode(self.worker.dispatch)
-        except ProtocolError as e:
-            protocol_error(e)
+        self.worker.received(nbytes)
 
     def eof_received(self):
         return False
@@ -741,21 +748,19 @@ class Lifespan:
             raise ASGIError("unexpected lifespan message type %r" % (mtype,))
 
 
-class Worker:
-    """Frame dispatch, stream tasks and the write batch of one worker."""
+class Worker(Dispatcher):
+    """Stream tasks and the write batch of one worker; the stream table and
+    the checks of K's frames are Dispatcher's."""
 
     def __init__(self, loop, app):
+        Dispatcher.__init__(self)
         self.loop = loop
         self.app = app
         self.new_task = _task_starter(loop)
-        self.fb = FrameBuffer()
         self.transport = None
         self.out = []
         self.heads = []
         self.flush_pending = False
-        self.streams = {}
-        self.last_id = 0
-        self.shutting_down = False
         self.closing = False
         self.state = {}
         self.idle = None
@@ -792,83 +797,24 @@ class Worker:
 
     # ---- reading ----
 
-    def _stale(self, ftype, sid):
-        if sid == 0 or sid > self.last_id:
-            raise ProtocolError("frame type %d on unknown stream %d" % (ftype, sid))
-
-    def dispatch(self, ftype, flags, sid, payload):
-        if ftype == REQUEST:
-            if sid == 0 or sid in self.streams:
-                raise ProtocolError("REQUEST on stream %d, which is already open" % sid)
-            if sid > self.last_id:
-                self.last_id = sid
-            try:
-                scope = _loads(payload)
-            except (ValueError, EOFError, TypeError) as e:
-                raise ProtocolError("undecodable REQUEST on stream %d: %s" % (sid, e)) from None
-            if type(scope) is not dict:
-                raise ProtocolError("REQUEST payload on stream %d is not a dict" % sid)
-            if self.shutting_down:
-                msg = b"worker is shutting down"
-                self.write(_pack(len(msg), RESET, 0, 0, sid) + msg)
-                return
-            kind = scope.get("type")
-            scope["asgi"] = ASGI_VERSION
-            scope["state"] = self.state.copy()
-            if kind == "http":
-                scope["extensions"] = {
-                    "http.response.trailers": {},
-                    "http.response.pathsend": {},
-                    "http.response.early_hint": {},
-                }
-                st = HTTPStream(self, sid, scope, flags & END_STREAM == END_STREAM)
-            elif kind == "websocket":
-                scope["extensions"] = {"websocket.http.response": {}}
-                st = WebSocketStream(self, sid, scope)
-            else:
-                raise ProtocolError("REQUEST on stream %d has scope type %r" % (sid, kind))
-            self.streams[sid] = st
-            st.task = self.new_task(self.run(st))
-            return
-        st = self.streams.get(sid)
-        if ftype == DATA:
-            if st is None:
-                self._stale(ftype, sid)
-            elif type(st) is HTTPStream:
-                st.feed(payload, flags & END_STREAM)
-            else:
-                raise ProtocolError("DATA on WebSocket stream %d" % sid)
-        elif ftype == WINDOW:
-            if len(payload) != 4:
-                raise ProtocolError("WINDOW payload must be 4 bytes")
-            if st is None:
-                self._stale(ftype, sid)
-            else:
-                st.add_window(_u32(payload)[0])
-        elif ftype == RESET:
-            if st is None:
-                self._stale(ftype, sid)
-            else:
-                st.on_reset()
-        elif ftype == WS_MESSAGE:
-            if st is None:
-                self._stale(ftype, sid)
-            elif type(st) is WebSocketStream:
-                st.on_message(payload, flags)
-            else:
-                raise ProtocolError("WS_MESSAGE on HTTP stream %d" % sid)
-        elif ftype == WS_CLOSE:
-            if st is None:
-                self._stale(ftype, sid)
-            elif type(st) is WebSocketStream:
-                st.on_close(payload)
-            else:
-                raise ProtocolError("WS_CLOSE on HTTP stream %d" % sid)
-        elif ftype == SHUTDOWN and sid == 0:
-            self.shutting_down = True
-            self._check_idle()
+    def open_stream(self, sid, end, scope):
+        kind = scope.get("type")
+        scope["asgi"] = ASGI_VERSION
+        scope["state"] = self.state.copy()
+        if kind == "http":
+            scope["extensions"] = {
+                "http.response.trailers": {},
+                "http.response.pathsend": {},
+                "http.response.early_hint": {},
+            }
+            st = HTTPStream(self, sid, scope, end)
+        elif kind == "websocket":
+            scope["extensions"] = {"websocket.http.response": {}}
+            st = WebSocketStream(self, sid, scope, end)
         else:
-            raise ProtocolError("unexpected frame type %d on stream %d" % (ftype, sid))
+            raise ProtocolError("REQUEST on stream %d has scope type %r" % (sid, kind))
+        self.streams[sid] = st
+        st.task = self.new_task(self.run(st))
 
     # ---- running the app ----
 
@@ -876,9 +822,8 @@ class Worker:
         if st.gone and type(st) is HTTPStream:
             # krait gave up on it before it started: do not run the app.
             st.end_reset("stream reset by krait")
-            self.streams.pop(st.id, None)
             st.task = None
-            self._check_idle()
+            self.close_stream(st)
             return
         try:
             await self.app(st.scope, st.receive, st.send)
@@ -887,16 +832,12 @@ class Worker:
                 raise
             if st.failed:
                 pass  # already logged and answered
-            elif st.gone and (isinstance(e, (ClientDisconnected, asyncio.CancelledError)) or st.state == _DONE):
-                pass  # the client left; the app noticed
             elif st.gone:
-                pass  # an app failing after its client left is not worth a traceback
+                # The client left: the app noticed (ClientDisconnected,
+                # cancellation), or failed after, which is not worth a traceback.
+                pass
             else:
-                try:
-                    sys.stderr.write("krait_worker: error in the application (%s):\n%s"
-                                     % (st.describe(), traceback.format_exc()))
-                except Exception:
-                    pass
+                log_exception("error in the application", st.describe())
                 if st.state != _DONE:
                     st.fail()
         else:
@@ -905,18 +846,18 @@ class Worker:
                     if st.state == _ACCEPTED:
                         st._close(1000, "")
                     elif st.state == _IDLE:
-                        _log("ASGI app returned without accepting or closing the WebSocket (%s)"
-                             % st.describe())
+                        log("ASGI app returned without accepting or closing the WebSocket (%s)"
+                            % st.describe())
                         st.end_500()
                     else:
-                        _log("ASGI app returned before the denial response was complete (%s)"
-                             % st.describe())
+                        log("ASGI app returned before the denial response was complete (%s)"
+                            % st.describe())
                         st.end_reset("response not finished")
                 elif st.state == _IDLE:
-                    _log("ASGI app returned without starting a response (%s)" % st.describe())
+                    log("ASGI app returned without starting a response (%s)" % st.describe())
                     st.end_500()
                 else:
-                    _log("ASGI app returned before the response was complete (%s)" % st.describe())
+                    log("ASGI app returned before the response was complete (%s)" % st.describe())
                     st.fail()
         finally:
             if st.state != _DONE:
@@ -925,13 +866,13 @@ class Worker:
                     st._close(code if code is not None and code not in (1005, 1006) else 1000, "")
                 else:
                     st.end_reset("stream reset by krait" if st.gone else "response not finished")
-            self.streams.pop(st.id, None)
             st.task = None
-            self._check_idle()
+            self.close_stream(st)
 
-    def _check_idle(self):
-        if self.shutting_down and not self.streams and self.idle is not None and not self.idle.done():
-            self.idle.set_result(None)
+    def drained(self):
+        idle = self.idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     async def drain(self):
         """Write what is batched and wait until the transport took it all."""
@@ -955,12 +896,12 @@ class Worker:
                 if lifespan_mode == "on":
                     hello("error", "ASGI lifespan startup raised an exception:\n" + text, capacity)
                     return EXIT_BOOT_ERROR
-                _log("ASGI 'lifespan' protocol appears unsupported (the app raised on it); "
+                log("ASGI 'lifespan' protocol appears unsupported (the app raised on it); "
                      "going on without it")
                 ls = None
             elif outcome == "returned":
                 if lifespan_mode == "on":
-                    _log("ASGI app returned from lifespan without completing startup")
+                    log("ASGI app returned from lifespan without completing startup")
                 ls = None
         if not hello("ready", "", capacity):
             return EXIT_BOOT_ERROR
@@ -972,9 +913,9 @@ class Worker:
             ls.inbox.put_nowait({"type": "lifespan.shutdown"})
             outcome, text = await ls.shutdown
             if outcome == "failed":
-                _log("ASGI lifespan shutdown failed: %s" % (text or "(no message)"))
+                log("ASGI lifespan shutdown failed: %s" % (text or "(no message)"))
             elif outcome == "error":
-                _log("ASGI lifespan shutdown raised an exception:\n" + text.rstrip("\n"))
+                log("ASGI lifespan shutdown raised an exception:\n" + text.rstrip("\n"))
         await self.drain()
         self.closing = True
         return EXIT_OK

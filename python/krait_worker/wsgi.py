@@ -10,6 +10,10 @@ One Stream per request: it is the request's wsgi.input, its start_response
   requests to N threads; socket writes are serialized by a lock and stream
   state is guarded by one worker-wide lock.
 
+Both are protocol.Dispatcher subclasses and Stream is a protocol.StreamBase:
+the stream table and the checks of K's frames are the ones the ASGI worker
+uses; this module adds wsgi.input, start_response and running the app.
+
 The hot path (hello world: a body list that fits the initial window) is one
 recv, one marshal.loads, one app call, one marshal.dumps and one sendall.
 """
@@ -22,41 +26,30 @@ import socket
 import stat
 import sys
 import threading
-import traceback
 from collections import deque
 
 from .protocol import (
+    BODY_500,
     DATA,
     END_STREAM,
     EXIT_OK,
     HEADER,
     INITIAL_WINDOW,
+    MAX_HEAD,
     MAX_PAYLOAD,
-    REQUEST,
-    RESET,
     RESPONSE,
     SENDFILE,
-    SHUTDOWN,
-    U32,
-    WINDOW,
-    FrameBuffer,
-    ProtocolError,
+    Dispatcher,
+    StreamBase,
     exit_now,
-    protocol_error,
+    frames_500,
+    head_too_large,
+    log_exception,
+    reset_frame,
 )
-
-_loads = marshal.loads
-try:
-    _loads(memoryview(marshal.dumps({})))
-except TypeError:
-    # An interpreter whose marshal.loads wants bytes (PyPy): copy first.
-    def _loads(data, _loads=marshal.loads):
-        return _loads(bytes(data))
-
 
 _dumps = marshal.dumps
 _pack = HEADER.pack
-_u32 = U32.unpack
 
 # Return request-body credit in batches of this many consumed bytes (and
 # always before blocking for more), so K keeps streaming without a WINDOW
@@ -66,13 +59,12 @@ CREDIT_BATCH = INITIAL_WINDOW // 4
 # Largest offset/count the protocol's marshal subset can carry (int32).
 _MAX_I32 = 0x7FFFFFFF
 
-_BODY_500 = b"Internal Server Error\n"
-_RESPONSE_500 = _dumps(
+_HEAD_500 = _dumps(
     (
         "500 Internal Server Error",
         [
             ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(_BODY_500))),
+            ("Content-Length", str(len(BODY_500))),
         ],
     ),
     2,
@@ -81,7 +73,6 @@ _RESPONSE_500 = _dumps(
 
 class StreamReset(ConnectionResetError):
     """krait reset the stream: the client is gone or krait gave up on it."""
-
 
 
 class ErrorStream:
@@ -218,23 +209,23 @@ def _check_latin1(status, headers):
         ) from None
 
 
-class Stream:
-    """One request/response exchange; also the request's wsgi.input."""
+class Stream(StreamBase):
+    """One request/response exchange; also the request's wsgi.input.
+
+    StreamBase's fields (eof, gone, the windows) and buf are guarded by
+    lock, the worker's lock: its dispatch() holds it while K's frames
+    change them.
+    """
 
     __slots__ = (
         "worker",
-        "id",
         "env",
         "lock",
         "cond",
         # request body (K -> W)
         "buf",
-        "eof",
-        "reset",
-        "credit",
-        "recv_room",
+        "unacked",
         # response (W -> K)
-        "send_window",
         "status",
         "headers",
         "cl",
@@ -244,17 +235,13 @@ class Stream:
     )
 
     def __init__(self, worker, sid, env, eof):
+        StreamBase.__init__(self, sid, eof)
         self.worker = worker
-        self.id = sid
         self.env = env
         self.lock = worker.lock
         self.cond = None
         self.buf = bytearray()
-        self.eof = eof
-        self.reset = False
-        self.credit = 0
-        self.recv_room = INITIAL_WINDOW
-        self.send_window = INITIAL_WINDOW
+        self.unacked = 0  # body bytes read by the app, not yet credited
         self.status = None
         self.headers = None
         self.cl = None
@@ -262,19 +249,15 @@ class Stream:
         self.started = False
         self.ended = False
 
-    # ---- frames from K (called by the worker's dispatch, under its lock) ----
+    # ---- frames from K (StreamBase.on_*, under the worker's lock) ----
 
-    def feed(self, payload, end):
-        if self.eof:
-            raise ProtocolError("DATA after END_STREAM on stream %d" % self.id)
-        n = len(payload)
-        self.recv_room -= n
-        if self.recv_room < 0:
-            raise ProtocolError("DATA beyond the flow-control window on stream %d" % self.id)
-        if n:
-            self.buf += payload
-        if end:
-            self.eof = True
+    def buffer_body(self, payload):
+        self.buf += payload
+
+    def wake(self):
+        cond = self.cond
+        if cond is not None:
+            cond.notify_all()
 
     # ---- wsgi.input ----
 
@@ -284,17 +267,17 @@ class Stream:
         Returns request-body credit first (the spec requires it before
         blocking). The caller has taken every buffered byte.
         """
-        if self.credit and not self.eof and not self.reset:
-            c = self.credit
-            self.credit = 0
+        if self.unacked and not self.eof and not self.gone:
+            c = self.unacked
+            self.unacked = 0
             self._send_credit(c)
         w = self.worker
         if w.threaded:
             with self.lock:
-                while not self.buf and not self.eof and not self.reset:
+                while not self.buf and not self.eof and not self.gone:
                     self._cond_wait()
         else:
-            while not self.buf and not self.eof and not self.reset:
+            while not self.buf and not self.eof and not self.gone:
                 w.pump()
 
     def _cond_wait(self):
@@ -305,23 +288,23 @@ class Stream:
 
     def _send_credit(self, c):
         with self.lock:
-            self.recv_room += c
-        self.worker.send(_pack(4, WINDOW, 0, 0, self.id) + U32.pack(c))
+            frame = self.credit(c)
+        self.worker.write(frame)
 
     def _consumed(self, n):
         if self.eof:
             return
-        c = self.credit + n
+        c = self.unacked + n
         if c >= CREDIT_BATCH:
-            self.credit = 0
+            self.unacked = 0
             self._send_credit(c)
         else:
-            self.credit = c
+            self.unacked = c
 
     def read(self, size=-1):
         need = -1 if size is None or size < 0 else size
         if need == 0:
-            if self.reset:
+            if self.gone:
                 raise StreamReset("the request was reset by krait")
             return b""
         return self._collect(need, False)
@@ -338,7 +321,7 @@ class Stream:
         parts = []
         while True:
             with self.lock:
-                if self.reset:
+                if self.gone:
                     raise StreamReset("the request was reset by krait")
                 buf = self.buf
                 end = len(buf)
@@ -416,7 +399,7 @@ class Stream:
             raise _bad("write() called before start_response()")
         if type(data) is not bytes:
             data = _as_bytes(data)
-        if self.reset:
+        if self.gone:
             raise StreamReset("the request was reset by krait")
         if data and not self.ended:
             self._send_body(data)
@@ -427,23 +410,31 @@ class Stream:
         payload = _dumps((self.status, self.headers), 2)
         if not payload.isascii():
             _check_latin1(self.status, self.headers)
+        if len(payload) > MAX_HEAD:
+            self._check_head(payload)
         return _pack(len(payload), RESPONSE, flags, 0, self.id) + payload
+
+    def _check_head(self, payload):
+        # The app's error, before anything was sent: a 500 and this message
+        # in the log, never a frame over the protocol's limit.
+        msg = head_too_large(payload, self.headers, len(self.status))
+        if msg is not None:
+            raise _bad(msg)
 
     def _take_window(self, n):
         """Wait for send credit; reserve and return up to n bytes of it."""
         w = self.worker
         if w.threaded:
             with self.lock:
-                while self.send_window <= 0 and not self.reset:
+                while self.send_window <= 0 and not self.gone:
                     self._cond_wait()
-                if self.reset:
-                    raise StreamReset("the request was reset by krait")
-                k = min(n, self.send_window, MAX_PAYLOAD)
-                self.send_window -= k
-                return k
-        while self.send_window <= 0 and not self.reset:
+                return self._reserve(n)
+        while self.send_window <= 0 and not self.gone:
             w.pump()
-        if self.reset:
+        return self._reserve(n)
+
+    def _reserve(self, n):
+        if self.gone:
             raise StreamReset("the request was reset by krait")
         k = min(n, self.send_window, MAX_PAYLOAD)
         self.send_window -= k
@@ -467,7 +458,7 @@ class Stream:
         else:
             prefix = self._response_frame(0)
             self.started = True
-        send = self.worker.send
+        write = self.worker.write
         sid = self.id
         view = memoryview(data)
         left = len(data)
@@ -476,7 +467,7 @@ class Stream:
             k = self._take_window(left)
             left -= k
             flags = end if not left else 0
-            send(b"".join((prefix, _pack(k, DATA, flags, 0, sid), view[off:off + k])))
+            write(b"".join((prefix, _pack(k, DATA, flags, 0, sid), view[off:off + k])))
             prefix = b""
             off += k
         if end:
@@ -494,7 +485,7 @@ class Stream:
         else:
             frame = _pack(0, DATA, END_STREAM, 0, self.id)
         self.started = self.ended = True
-        self.worker.send(frame)
+        self.worker.write(frame)
 
     def send_list(self, result):
         """Hot path: the whole body is known. One sendall when it fits."""
@@ -524,6 +515,8 @@ class Stream:
             head = _dumps((self.status, self.headers), 2)
             if not head.isascii():
                 _check_latin1(self.status, self.headers)
+            if len(head) > MAX_HEAD:
+                self._check_head(head)
             if size:
                 frame = b"".join(
                     (_pack(len(head), RESPONSE, 0, 0, sid), head,
@@ -537,7 +530,7 @@ class Stream:
             return
         self.sent = size
         self.started = self.ended = True
-        self.worker.send(frame)
+        self.worker.write(frame)
 
     def send_iter(self, result):
         """Stream each chunk as the app yields it."""
@@ -552,7 +545,7 @@ class Stream:
             if poll is not None and not self.ended:
                 # Notice a RESET (or window credit) before the next chunk.
                 poll()
-            if self.reset:
+            if self.gone:
                 raise StreamReset("the request was reset by krait")
         self._finish()
 
@@ -593,42 +586,30 @@ class Stream:
             frame = self._response_frame(0) + frame
         self.sent += count
         self.started = self.ended = True
-        self.worker.send(frame)
+        self.worker.write(frame)
         return True
 
     def end_with_reset(self, reason):
         if not self.ended:
             self.started = self.ended = True
-            msg = reason.encode("utf-8", "replace")
-            self.worker.send(_pack(len(msg), RESET, 0, 0, self.id) + msg)
+            self.worker.write(reset_frame(self.id, reason))
 
     def end_with_500(self):
         self.started = self.ended = True
-        self.worker.send(
-            b"".join(
-                (
-                    _pack(len(_RESPONSE_500), RESPONSE, 0, 0, self.id),
-                    _RESPONSE_500,
-                    _pack(len(_BODY_500), DATA, END_STREAM, 0, self.id),
-                    _BODY_500,
-                )
-            )
-        )
+        self.worker.write(frames_500(self.id, _HEAD_500))
 
 
-class Worker:
-    """State and frame dispatch shared by both worker kinds."""
+class Worker(Dispatcher):
+    """What both worker kinds share: the stream table (Dispatcher) and
+    running the app for one stream."""
 
     threaded = False
 
     def __init__(self, sock, app, threads):
+        Dispatcher.__init__(self)
         self.sock = sock
         self.app = app
         self.threads = threads
-        self.fb = FrameBuffer()
-        self.streams = {}
-        self.last_id = 0
-        self.shutting_down = False
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": ErrorStream(),
@@ -639,33 +620,9 @@ class Worker:
             "wsgi.input_terminated": True,
         }
 
-    def _stale(self, ftype, sid):
-        # Frames for a stream that already ended (K raced our END_STREAM)
-        # are ignored; a stream K never opened is an error.
-        if sid == 0 or sid > self.last_id:
-            raise ProtocolError("frame type %d on unknown stream %d" % (ftype, sid))
-
-    def _new_stream(self, flags, sid, payload):
-        if sid == 0 or sid in self.streams:
-            raise ProtocolError("REQUEST on stream %d, which is already open" % sid)
-        if sid > self.last_id:
-            self.last_id = sid
-        try:
-            env = _loads(payload)
-        except (ValueError, EOFError, TypeError) as e:
-            raise ProtocolError("undecodable REQUEST on stream %d: %s" % (sid, e)) from None
-        if type(env) is not dict:
-            raise ProtocolError("REQUEST payload on stream %d is not a dict" % sid)
-        return Stream(self, sid, env, flags & END_STREAM == END_STREAM)
-
-    def _refuse(self, sid):
-        # K sent a request after SHUTDOWN: end it at once so K frees the slot.
-        msg = b"worker is shutting down"
-        self.send(_pack(len(msg), RESET, 0, 0, sid) + msg)
-
     def run(self, st):
         """Call the app for one stream and send its response."""
-        if st.reset:
+        if st.gone:
             # K gave up on it before it started: do not run the app at all.
             st.end_with_reset("stream reset by krait")
             self._done(st)
@@ -684,7 +641,7 @@ class Worker:
             else:
                 st.send_iter(result)
         except StreamReset:
-            if not st.reset:
+            if not st.gone:
                 self._app_error(st)
         except Exception:
             self._app_error(st)
@@ -699,27 +656,16 @@ class Worker:
                     except Exception:
                         self._app_error(st, "close() of the response iterable failed")
             if not st.ended:
-                st.end_with_reset("stream reset by krait" if st.reset else "response not finished")
+                st.end_with_reset("stream reset by krait" if st.gone else "response not finished")
             self._done(st)
 
     def _app_error(self, st, what="error in the application"):
         env = st.env
-        try:
-            sys.stderr.write(
-                "krait_worker: %s (stream %d, %s %s):\n%s"
-                % (
-                    what,
-                    st.id,
-                    env.get("REQUEST_METHOD", "?"),
-                    env.get("RAW_URI") or env.get("PATH_INFO", "?"),
-                    traceback.format_exc(),
-                )
-            )
-        except Exception:
-            pass
+        log_exception(what, "stream %d, %s %s" % (
+            st.id, env.get("REQUEST_METHOD", "?"), env.get("RAW_URI") or env.get("PATH_INFO", "?")))
         if st.ended:
             return
-        if st.reset:
+        if st.gone:
             st.end_with_reset("stream reset by krait")
         elif st.started:
             exc = sys.exc_info()[1]
@@ -736,7 +682,7 @@ class InlineWorker(Worker):
         self.lock = _NULL_LOCK
         self.pending = deque()
 
-    def send(self, data):
+    def write(self, data):
         try:
             self.sock.sendall(data)
         except OSError:
@@ -744,83 +690,28 @@ class InlineWorker(Worker):
 
     def pump(self):
         """Block for the next bytes from K and dispatch every complete frame."""
-        fb = self.fb
-        try:
-            n = self.sock.recv_into(fb.tail())
-        except OSError:
-            n = 0
-        if not n:
-            exit_now()
-        fb.filled(n)
-        try:
-            fb.decode(self.dispatch)
-        except ProtocolError as e:
-            protocol_error(e)
+        self._read(0)
 
     def poll(self):
         """Dispatch whatever K has sent, without blocking."""
-        fb = self.fb
+        self._read(socket.MSG_DONTWAIT)
+
+    def _read(self, flags):
         try:
-            n = self.sock.recv_into(fb.tail(), 0, socket.MSG_DONTWAIT)
+            n = self.sock.recv_into(self.fb.tail(), 0, flags)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             n = 0
         if not n:
             exit_now()
-        fb.filled(n)
-        try:
-            fb.decode(self.dispatch)
-        except ProtocolError as e:
-            protocol_error(e)
+        self.received(n)
 
-    def dispatch(self, ftype, flags, sid, payload):
-        if ftype == REQUEST:
-            # _new_stream inlined: this is the hot path.
-            # K hands out ids in increasing order but concurrent requests may
-            # reach the socket out of order, so a REQUEST only has to name a
-            # stream that is not open.
-            if sid == 0 or sid in self.streams or self.shutting_down:
-                self._new_stream(flags, sid, payload)  # raises or validates
-                self._refuse(sid)
-                return
-            if sid > self.last_id:
-                self.last_id = sid
-            try:
-                env = _loads(payload)
-            except (ValueError, EOFError, TypeError) as e:
-                raise ProtocolError("undecodable REQUEST on stream %d: %s" % (sid, e)) from None
-            if type(env) is not dict:
-                raise ProtocolError("REQUEST payload on stream %d is not a dict" % sid)
-            st = self.streams[sid] = Stream(self, sid, env, flags & END_STREAM == END_STREAM)
-            self.pending.append(st)
-        elif ftype == DATA:
-            st = self.streams.get(sid)
-            if st is None:
-                self._stale(ftype, sid)
-            else:
-                st.feed(payload, flags & END_STREAM)
-        elif ftype == WINDOW:
-            if len(payload) != 4:
-                raise ProtocolError("WINDOW payload must be 4 bytes")
-            st = self.streams.get(sid)
-            if st is None:
-                self._stale(ftype, sid)
-            else:
-                st.send_window += _u32(payload)[0]
-        elif ftype == RESET:
-            st = self.streams.get(sid)
-            if st is None:
-                self._stale(ftype, sid)
-            else:
-                st.reset = True
-        elif ftype == SHUTDOWN and sid == 0:
-            self.shutting_down = True
-        else:
-            raise ProtocolError("unexpected frame type %d on stream %d" % (ftype, sid))
+    def open_stream(self, sid, end, env):
+        st = self.streams[sid] = Stream(self, sid, env, end)
+        self.pending.append(st)
 
-    def _done(self, st):
-        self.streams.pop(st.id, None)
+    _done = Dispatcher.close_stream
 
     def serve(self):
         pending = self.pending
@@ -834,7 +725,12 @@ class InlineWorker(Worker):
 
 
 class ThreadedWorker(Worker):
-    """--threads N > 1: the main thread reads frames, N threads run the app."""
+    """--threads N > 1: the main thread reads frames, N threads run the app.
+
+    Stream state is guarded by self.lock, held across dispatch() and
+    _done(); socket writes are serialized by send_lock, which is never held
+    while waiting for self.lock.
+    """
 
     threaded = True
 
@@ -843,9 +739,8 @@ class ThreadedWorker(Worker):
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.queue = queue.SimpleQueue()
-        self.inflight = 0
 
-    def send(self, data):
+    def write(self, data):
         try:
             with self.send_lock:
                 self.sock.sendall(data)
@@ -853,53 +748,23 @@ class ThreadedWorker(Worker):
             exit_now()
 
     def dispatch(self, ftype, flags, sid, payload):
-        if ftype == REQUEST:
-            st = self._new_stream(flags, sid, payload)
-            with self.lock:
-                refuse = self.shutting_down
-                if not refuse:
-                    self.streams[sid] = st
-                    self.inflight += 1
-            if refuse:
-                self._refuse(sid)
-            else:
-                self.queue.put(st)
-            return
-        if ftype == SHUTDOWN and sid == 0:
-            with self.lock:
-                self.shutting_down = True
-            return
-        if ftype == WINDOW:
-            if len(payload) != 4:
-                raise ProtocolError("WINDOW payload must be 4 bytes")
-            credit = _u32(payload)[0]
-        elif ftype != DATA and ftype != RESET:
-            raise ProtocolError("unexpected frame type %d on stream %d" % (ftype, sid))
         with self.lock:
-            st = self.streams.get(sid)
-            if st is None:
-                self._stale(ftype, sid)
-                return
-            if ftype == DATA:
-                st.feed(payload, flags & END_STREAM)
-            elif ftype == WINDOW:
-                st.send_window += credit
-            else:
-                st.reset = True
-            if st.cond is not None:
-                st.cond.notify_all()
+            Dispatcher.dispatch(self, ftype, flags, sid, payload)
+
+    def open_stream(self, sid, end, env):
+        st = self.streams[sid] = Stream(self, sid, env, end)
+        self.queue.put(st)
 
     def _done(self, st):
         with self.lock:
-            self.streams.pop(st.id, None)
-            self.inflight -= 1
-            wake = self.shutting_down and not self.inflight
-        if wake:
-            # Wake the main thread's recv: the worker drained after SHUTDOWN.
-            try:
-                self.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+            self.close_stream(st)
+
+    def drained(self):
+        # Wake the main thread's recv: the worker drained after SHUTDOWN.
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     def _thread_main(self):
         get = self.queue.get
@@ -913,28 +778,25 @@ class ThreadedWorker(Worker):
                 target=self._thread_main, name="krait-wsgi-%d" % (i + 1), daemon=True
             )
             t.start()
-        fb = self.fb
         sock = self.sock
-        dispatch = self.dispatch
+        tail = self.fb.tail
+        received = self.received
         while True:
             try:
-                n = sock.recv_into(fb.tail())
+                n = sock.recv_into(tail())
             except OSError:
                 n = 0
             if not n:
-                with self.lock:
-                    drained = self.shutting_down and not self.inflight
-                if drained:
+                if self._finished():
                     return EXIT_OK
                 exit_now()
-            fb.filled(n)
-            try:
-                fb.decode(dispatch)
-            except ProtocolError as e:
-                protocol_error(e)
-            with self.lock:
-                if self.shutting_down and not self.inflight:
-                    return EXIT_OK
+            received(n)
+            if self._finished():
+                return EXIT_OK
+
+    def _finished(self):
+        with self.lock:
+            return self.shutting_down and not self.streams
 
 
 def serve(sock, app, threads):

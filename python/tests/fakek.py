@@ -226,7 +226,8 @@ class FakeK:
             r.frames.append(f)
             if f.type == RESPONSE:
                 assert r.status is None, "second RESPONSE"
-                r.status, r.headers = f.value()
+                # (status, headers), or (status, headers, trailers) from ASGI.
+                r.status, r.headers = f.value()[:2]
             elif f.type == DATA:
                 assert r.status is not None, "DATA before RESPONSE"
                 r.body += f.payload

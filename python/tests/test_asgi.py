@@ -361,6 +361,65 @@ class ErrorTest(ASGICase):
         self.assertIn("'http.response.start' sent after the response started", err)
 
 
+MAX_HEAD = 65536  # docs/protocol.md, "Response head limit"
+
+
+class HeadLimitTest(ASGICase):
+    """Heads, trailers, early hints and WebSocket accept/denial headers
+    over MAX_HEAD are the app's error; no frame goes over MAX_PAYLOAD and
+    the worker lives on."""
+
+    app = "resp_asgi:app"
+
+    def q(self, n):
+        return str(n).encode()
+
+    def test_http(self):
+        r = self.k.http("/head", query=self.q(MAX_HEAD))
+        self.assertEqual((r.status, r.body), (200, b"ok"))
+        self.assertEqual(3 + sum(len(n) + len(v) + 4 for n, v in r.headers), MAX_HEAD)
+        for path, query in [("/head", self.q(MAX_HEAD + 1)), ("/huge", b""), ("/many", b""),
+                            ("/early-hint", self.q(MAX_HEAD + 1))]:
+            with self.subTest(path=path):
+                r = self.k.http(path, query=query)
+                self.assertEqual((r.status, r.body, r.hints), (500, b"Internal Server Error\n", []))
+                self.assertTrue(all(len(f.payload) <= MAX_PAYLOAD for f in r.frames))
+        r = self.k.http("/early-hint", query=self.q(MAX_HEAD))
+        self.assertEqual((r.status, len(r.hints)), (200, 1))
+        r = self.k.http("/trailers", query=self.q(MAX_HEAD))
+        self.assertEqual(sum(len(n) + len(v) + 4 for n, v in r.trailers), MAX_HEAD)
+        # Over the limit after the body: the started response is aborted.
+        r = self.k.http("/trailers", query=self.q(MAX_HEAD + 1))
+        self.assertEqual((r.status, r.body, r.trailers), (200, b"partial", None))
+        self.assertIsNotNone(r.reset)
+        self.assertEqual(self.k.http("/pid").body, str(self.k.proc.pid).encode())
+        status, _, err = self.k.stop()
+        self.assertEqual(status, 0)
+        self.assertEqual(err.count("over krait's limit of 65536 bytes"), 5, err)
+
+    def ws(self, path, query):
+        return self.k.open(scope(path, kind="websocket", query=query))
+
+    def test_websocket(self):
+        sid = self.ws("/ws-accept", self.q(MAX_HEAD))
+        f = self.k.next_on(sid)
+        self.assertEqual(f.type, WS_ACCEPT)
+        self.assertEqual(len(f.value()[1][0][1]), MAX_HEAD - len(b"x-huge") - 4)
+        self.assertEqual(self.k.next_on(sid).type, WS_CLOSE)
+        r = self.k.result(self.ws("/ws-accept", self.q(MAX_HEAD + 1)))
+        self.assertEqual(r.status, 500)
+        r = self.k.result(self.ws("/ws-deny", self.q(MAX_HEAD)))
+        self.assertEqual((r.status, r.body), (403, b"ok"))
+        r = self.k.result(self.ws("/ws-deny", self.q(MAX_HEAD + 1)))
+        self.assertEqual(r.status, 500)
+        # A close reason is cut to what K sends at most (123 bytes).
+        sid = self.ws("/ws-close-long", b"")
+        self.assertEqual(self.k.next_on(sid).type, WS_ACCEPT)
+        f = self.k.next_on(sid)
+        self.assertEqual((f.type, f.value()), (WS_CLOSE, (4000, "r" * 123)))
+        self.assertEqual(self.k.http("/pid").body, str(self.k.proc.pid).encode())
+
+
 class WebSocketTest(ASGICase):
     def ws(self, path, subprotocols=(), query=b""):
         sc = scope(path, kind="websocket", query=query)

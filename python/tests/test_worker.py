@@ -29,6 +29,11 @@ from fakek import (  # noqa: E402
 )
 
 
+# How long a threaded worker may take to call close() after it ended the
+# stream: it does so right after, so seconds are ample even on a busy machine.
+CLOSE_WAIT = 5
+
+
 class WorkerCase(unittest.TestCase):
     threads = None
 
@@ -41,16 +46,23 @@ class WorkerCase(unittest.TestCase):
         self.k.close()
 
     def closes(self, *want):
-        """The names of closed iterables, once all of want are among them.
+        """The names of closed iterables, once all of want are among them;
+        fails within seconds, naming what is missing, if close() never came.
 
         The worker ends a stream before it calls close(), so with threads a
-        later request may run before close() did: ask again until it shows.
+        later request may run before close() did: ask again for a few
+        seconds. Without threads the next request runs only after close(),
+        so the first answer is final.
         """
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (CLOSE_WAIT if self.threads else 0)
         while True:
             got = json.loads(self.k.get("/closes").body)
-            if all(w in got for w in want) or time.monotonic() > deadline:
+            missing = [w for w in want if w not in got]
+            if not missing:
                 return got
+            if time.monotonic() >= deadline:
+                self.fail("close() was not called on the app's iterable for %s (threads=%s; "
+                          "closed so far: %s)" % (missing, self.threads, got))
             time.sleep(0.01)
 
 
@@ -479,6 +491,47 @@ class ValidatorTest(WorkerCase):
         _, _, err = self.k.stop()
         self.assertNotIn("Traceback", err)
         self.assertIn("validated", err)
+
+
+MAX_HEAD = 65536  # docs/protocol.md, "Response head limit"
+MAX_PAYLOAD = 1 << 20
+
+
+class HeadLimitTest(unittest.TestCase):
+    """A response head over MAX_HEAD is the app's error: a 500, a log line
+    naming the limit, no frame over MAX_PAYLOAD, and the worker lives on."""
+
+    threads = None
+
+    def setUp(self):
+        self.k = FakeK(app="resp_wsgi:application", threads=self.threads)
+        hello = self.k.hello()
+        self.assertEqual(hello[4], "ready", hello)
+
+    def tearDown(self):
+        self.k.close()
+
+    def test_limit(self):
+        r = self.k.get("/head", query=str(MAX_HEAD))
+        self.assertEqual((r.status, r.body), ("200 OK", b"ok"))
+        self.assertEqual(len(r.status) + sum(len(n) + len(v) + 4 for n, v in r.headers), MAX_HEAD)
+        cases = [("/head", str(MAX_HEAD + 1)), ("/huge", ""), ("/many", ""),
+                 ("/huge-stream", str(MAX_HEAD + 1))]
+        for path, query in cases:
+            with self.subTest(path=path):
+                r = self.k.get(path, query=query)
+                self.assertEqual(r.status, "500 Internal Server Error")
+                self.assertEqual(r.body, b"Internal Server Error\n")
+                self.assertIsNone(r.reset)
+                self.assertTrue(all(len(f.payload) <= MAX_PAYLOAD for f in r.frames))
+        self.assertEqual(self.k.get("/pid").body, str(self.k.proc.pid).encode())
+        status, _, err = self.k.stop()
+        self.assertEqual(status, 0)
+        self.assertEqual(err.count("over krait's limit of 65536 bytes"), len(cases), err)
+
+
+class ThreadedHeadLimitTest(HeadLimitTest):
+    threads = 4
 
 
 class ThreadedTest(WorkerCase):

@@ -107,6 +107,7 @@ func (s *stream) wsFrame(h wire.Header, p []byte) {
 			s.ws.partial = nil
 		}
 		// Credit at once: the fake buffers whatever krait sends.
+		s.rwin += int64(len(p))
 		s.send(wire.AppendWindow(nil, s.id, uint32(len(p))))
 	case wire.WSClose:
 		v, err := wire.Decode(p)

@@ -12,10 +12,21 @@
 //	/chunks      three DATA frames, each on its own write
 //	/sendfile?P  the file at path P via SENDFILE
 //	/die         the process exits (status 1) without answering
+//	/die-holding exits like /die, leaving the socket open in a child that
+//	             hangs; it prints "[fake] holder pid N" first
 //	/die-mid     RESPONSE and one DATA, then the process exits
 //	/reset-mid   RESPONSE and one DATA, then RESET
 //	/wait-reset  blocks until krait resets the stream, then ends with RESET
 //	/respond?S   the RESPONSE payload is given by scenario S (see respond)
+//	/hold-body   credits nothing until a whole window of body arrived, then
+//	             drains it and answers "held H total T"
+//	/overrun     sends a window plus one byte of DATA without credit
+//	/fill-window sends exactly one window of DATA without credit
+//
+// Like the real adapter it holds krait to the flow-control windows: DATA
+// (or WS_MESSAGE) beyond its receive window is a protocol error (stderr
+// line "protocol error: ...", exit status 70), and it never sends beyond
+// its send window except on /overrun.
 //
 // It prints "[fake] reset stream N" on stdout when krait resets a stream.
 package workertest

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"runtime"
 	"sort"
 	"strconv"
@@ -18,7 +19,8 @@ import (
 const (
 	// EnvMode: "ready" (serve), "import-error" (error HELLO), "exit"
 	// (exit 1 before HELLO), "hang" (never answer), "garbage" (invalid
-	// frame instead of HELLO).
+	// frame instead of HELLO), "exit-after-hello" (a ready HELLO, then
+	// exit 1 at once: a crash loop right after boot).
 	EnvMode = "KRAIT_FAKE_WORKER"
 	// EnvCapacity is the capacity reported in HELLO (default 4).
 	EnvCapacity = "KRAIT_FAKE_CAPACITY"
@@ -117,6 +119,9 @@ func run(mode string) int {
 	case "garbage":
 		sock.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 		select {}
+	case "exit-after-hello":
+		hello("ready", "")
+		return 1
 	}
 	hello("ready", "")
 	f := &fake{w: wire.NewWriter(sock), streams: map[uint32]*stream{}, asgi: iface == "asgi"}
@@ -144,6 +149,8 @@ type stream struct {
 	body  [][]byte
 	eof   bool
 	win   int64 // send window
+	rwin  int64 // receive window: body bytes krait may still send
+	got   int64 // body bytes received so far
 	rst   bool
 }
 
@@ -186,7 +193,7 @@ func (f *fake) serve(r *wire.Reader) int {
 					env[string(k)] = string(val)
 				}
 			}
-			s := &stream{id: h.Stream, env: env, scope: scope, f: f, eof: h.End(), win: wire.InitialWindow}
+			s := &stream{id: h.Stream, env: env, scope: scope, f: f, eof: h.End(), win: wire.InitialWindow, rwin: wire.InitialWindow}
 			s.cond = sync.NewCond(&s.mu)
 			f.mu.Lock()
 			if f.shutdown {
@@ -207,6 +214,19 @@ func (f *fake) serve(r *wire.Reader) int {
 			continue // ended already
 		}
 		s.mu.Lock()
+		switch h.Type {
+		case wire.Data, wire.WSMessage:
+			// krait must honour the window it was given, as the real
+			// adapter relies on: an overrun is a protocol error.
+			if int64(len(p)) > s.rwin {
+				s.mu.Unlock()
+				fmt.Fprintf(os.Stderr, "protocol error: %d bytes of %s beyond the receive window (%d left) on stream %d\n",
+					len(p), h.Type, s.rwin, h.Stream)
+				return 70
+			}
+			s.rwin -= int64(len(p))
+			s.got += int64(len(p))
+		}
 		switch h.Type {
 		case wire.Data:
 			if len(p) > 0 {
@@ -254,6 +274,7 @@ func (s *stream) read() ([]byte, bool) {
 	}
 	c := s.body[0]
 	s.body = s.body[1:]
+	s.rwin += int64(len(c))
 	s.mu.Unlock()
 	s.send(wire.AppendWindow(nil, s.id, uint32(len(c))))
 	return c, true
@@ -361,6 +382,19 @@ func (s *stream) run() {
 			wire.AppendFrame(nil, wire.SendFile, wire.FlagEndStream, id, marshalTuple(query, 0, -1))...))
 	case "/die":
 		os.Exit(1)
+	case "/die-holding":
+		// Exit, leaving the socket open in a child (as a fork()ed
+		// multiprocessing worker would): krait sees the process reaped
+		// long before its connection ends.
+		holder := exec.Command(os.Args[0])
+		holder.Env = append(os.Environ(), EnvMode+"=hang", EnvModeFile+"=")
+		holder.ExtraFiles = []*os.File{os.NewFile(3, "socket")}
+		if err := holder.Start(); err != nil {
+			fmt.Fprintf(os.Stderr, "starting the holder: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("[fake] holder pid %d\n", holder.Process.Pid)
+		os.Exit(1)
 	case "/die-mid":
 		s.send(response(id, "200 OK", textPlain, 0))
 		s.data([]byte("partial"), false)
@@ -392,6 +426,43 @@ func (s *stream) run() {
 		s.send(wire.AppendFrame(nil, wire.Reset, 0, id, []byte("reset")))
 	case "/respond":
 		s.respond(query)
+	case "/hold-body":
+		// Reads nothing (returns no credit) until krait has sent a whole
+		// window, then answers with the bytes received by then and
+		// drains the rest: a krait that does not charge its send window
+		// sends more and trips the overrun check in serve.
+		s.mu.Lock()
+		for s.got < wire.InitialWindow && !s.eof && !s.rst {
+			s.cond.Wait()
+		}
+		held := s.got
+		s.mu.Unlock()
+		total := 0
+		for {
+			c, ok := s.read()
+			if !ok {
+				s.send(wire.AppendFrame(nil, wire.Reset, 0, id, []byte("reset")))
+				return
+			}
+			if c == nil {
+				break
+			}
+			total += len(c)
+		}
+		s.send(response(id, "200 OK", textPlain, 0))
+		s.data([]byte(fmt.Sprintf("held %d total %d", held, total)), true)
+	case "/overrun":
+		// Ignores the window: a whole window plus one byte without
+		// waiting for credit. krait must treat it as a protocol error.
+		s.send(response(id, "200 OK", textPlain, 0))
+		s.send(wire.AppendFrame(nil, wire.Data, 0, id, make([]byte, wire.InitialWindow/2)))
+		s.send(wire.AppendFrame(nil, wire.Data, 0, id, make([]byte, wire.InitialWindow/2)))
+		s.send(wire.AppendFrame(nil, wire.Data, wire.FlagEndStream, id, []byte("!")))
+	case "/fill-window":
+		// Exactly one window without waiting for credit: allowed.
+		s.send(response(id, "200 OK", textPlain, 0))
+		s.send(wire.AppendFrame(nil, wire.Data, 0, id, make([]byte, wire.InitialWindow/2)))
+		s.send(wire.AppendFrame(nil, wire.Data, wire.FlagEndStream, id, make([]byte, wire.InitialWindow/2)))
 	default:
 		s.send(append(response(id, "404 Not Found", textPlain, 0), wire.AppendFrame(nil, wire.Data, wire.FlagEndStream, id, []byte("not found"))...))
 	}

@@ -1,10 +1,11 @@
-package dispatch
+package codec
 
 import (
 	"bytes"
 	"testing"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/wire"
 )
@@ -118,7 +119,7 @@ func TestEnviron(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := base()
 			tt.modify(r)
-			b, _ := appendEnviron(nil, r, nil)
+			b, _ := AppendEnviron(nil, r, nil)
 			got := decodeEnviron(t, b)
 			for k, v := range tt.want {
 				if gv, ok := got[k]; !ok || gv != v {
@@ -138,8 +139,7 @@ func TestEnviron(t *testing.T) {
 }
 
 func TestParseResponse(t *testing.T) {
-	d := New(nil, Config{})
-	st := statePool.Get().(*state)
+	var ps Parser
 	// ("404 Not Found", [("X-A", "1"), ("Content-Length", "3")])
 	p := []byte{'(', 2, 0, 0, 0}
 	p = append(p, 'u', 13, 0, 0, 0)
@@ -149,18 +149,18 @@ func TestParseResponse(t *testing.T) {
 		p = append(p, '(', 2, 0, 0, 0)
 		p = wire.AppendStr(wire.AppendStr(p, kv[0]), kv[1])
 	}
-	status, reason, hs, cl, _, err := d.parseResponse(st, p)
-	if err != nil || status != 404 || string(reason) != "Not Found" || cl != 3 || len(hs) != 2 || !bytes.Equal(hs[0].Value, []byte("1")) {
-		t.Fatalf("got %d %q %v %d %v", status, reason, hs, cl, err)
+	resp, err := ps.Response(p)
+	if err != nil || resp.Status != 404 || string(resp.Reason) != "Not Found" || resp.ContentLength != 3 || len(resp.Headers) != 2 || !bytes.Equal(resp.Headers[0].Value, []byte("1")) {
+		t.Fatalf("got %+v %v", resp, err)
 	}
 	for _, bad := range []string{"", "20", "2000", "abc", "099 x", "200\tOK", "200 O\rK"} {
-		if _, _, err := parseStatus([]byte(bad)); err == nil {
-			t.Errorf("parseStatus(%q) accepted", bad)
+		if _, _, err := ParseStatus([]byte(bad)); err == nil {
+			t.Errorf("ParseStatus(%q) accepted", bad)
 		}
 	}
 	for _, good := range []string{"200", "200 OK", "599 ", "999 Custom Thing"} {
-		if _, _, err := parseStatus([]byte(good)); err != nil {
-			t.Errorf("parseStatus(%q): %v", good, err)
+		if _, _, err := ParseStatus([]byte(good)); err != nil {
+			t.Errorf("ParseStatus(%q): %v", good, err)
 		}
 	}
 }
@@ -175,7 +175,7 @@ func TestEnvironAllocs(t *testing.T) {
 	buf := make([]byte, 0, 4096)
 	scratch := make([]byte, 0, 512)
 	allocs := testing.AllocsPerRun(100, func() {
-		buf, scratch = appendEnviron(buf[:0], r, scratch)
+		buf, scratch = AppendEnviron(buf[:0], r, scratch)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocs per environ", allocs)
@@ -189,18 +189,21 @@ func FuzzParseResponse(f *testing.F) {
 	p = wire.AppendStr(wire.AppendStr(p, "Content-Length"), "12")
 	f.Add(p)
 	f.Add([]byte{')', 2, 'i', 200, 0, 0, 0, '[', 0, 0, 0, 0})
-	d := New(nil, Config{Log: discardLog()})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		st := &state{}
-		status, _, hs, _, _, err := d.parseResponse(st, p)
+		var ps Parser
+		resp, err := ps.Response(p)
 		if err != nil {
 			return
 		}
-		if status < 100 || status > 999 {
-			t.Fatalf("status %d accepted", status)
+		if resp.Status < 100 || resp.Status > 999 {
+			t.Fatalf("status %d accepted", resp.Status)
 		}
-		for _, h := range hs {
-			if !validName(h.Name) || !validValue(h.Value) || hopByHop(h.Name) {
+		for _, h := range resp.Headers {
+			// Only an ASGI 3-tuple keeps its Trailer field.
+			dec := wire.NewDecoder(p)
+			_, items, _ := dec.Seq()
+			trailerOK := httpx.EqualFold(h.Name, "Trailer") && items == 3
+			if !httpx.ValidToken(h.Name) || !httpx.SafeValue(h.Value) || httpx.HopByHop(h.Name) && !trailerOK {
 				t.Fatalf("header %q: %q accepted", h.Name, h.Value)
 			}
 		}
@@ -223,13 +226,13 @@ func BenchmarkEnvironAndResponse(b *testing.B) {
 		p = append(p, '(', 2, 0, 0, 0)
 		p = wire.AppendStr(wire.AppendStr(p, kv[0]), kv[1])
 	}
-	d := New(nil, Config{Log: discardLog()})
-	st := &state{}
+	var ps Parser
+	var scratch []byte
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, st.scratch = appendEnviron(buf[:0], r, st.scratch)
-		if _, _, _, _, _, err := d.parseResponse(st, p); err != nil {
+		buf, scratch = AppendEnviron(buf[:0], r, scratch)
+		if _, err := ps.Response(p); err != nil {
 			b.Fatal(err)
 		}
 	}

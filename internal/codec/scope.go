@@ -1,22 +1,20 @@
-package dispatch
+package codec
 
 import (
 	"encoding/binary"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/wire"
 )
 
-// appendScope appends the marshal dict of the ASGI scope for r
+// AppendScope appends the marshal dict of the ASGI scope for r
 // (docs/protocol.md, "ASGI"): an "http" scope, or a "websocket" one when
 // ws is set. scratch is reusable working memory; the returned scratch may
 // have grown.
-func appendScope(b []byte, r *exchange.Request, ws bool, scratch []byte) ([]byte, []byte) {
+func AppendScope(b []byte, r *exchange.Request, ws bool, scratch []byte) ([]byte, []byte) {
 	b = wire.AppendDictStart(b)
-	scheme := r.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
+	scheme := schemeOf(r)
 	if ws {
 		b = wire.AppendStrPair(b, "type", "websocket")
 		if scheme == "https" {
@@ -28,11 +26,8 @@ func appendScope(b []byte, r *exchange.Request, ws bool, scratch []byte) ([]byte
 		b = wire.AppendStrPair(b, "type", "http")
 		b = wire.AppendStrPair(b, "method", r.Method)
 	}
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		b = wire.AppendStrPair(b, "http_version", "1.0")
-	} else {
-		b = wire.AppendStrPair(b, "http_version", "1.1")
-	}
+	version, _ := httpVersion(r)
+	b = wire.AppendStrPair(b, "http_version", version)
 	b = wire.AppendStrPair(b, "scheme", scheme)
 	raw := requestPath(r.Path)
 	scratch = unescapePath(scratch[:0], raw)
@@ -54,22 +49,9 @@ func appendScope(b []byte, r *exchange.Request, ws bool, scratch []byte) ([]byte
 	}
 
 	b = wire.AppendStr(b, "client")
-	if r.RemoteAddr != "" {
-		b = wire.AppendTupleStart(b, 2)
-		b = wire.AppendStr(b, r.RemoteAddr)
-		b = wire.AppendInt(b, int64(r.RemotePort))
-	} else {
-		b = wire.AppendNone(b)
-	}
+	b = appendAddr(b, r.RemoteAddr, r.RemotePort)
 	b = wire.AppendStr(b, "server")
-	if r.LocalAddr != "" {
-		b = wire.AppendTupleStart(b, 2)
-		b = wire.AppendStr(b, r.LocalAddr)
-		b = wire.AppendInt(b, int64(r.LocalPort))
-	} else {
-		// A unix socket: the request view does not carry its path.
-		b = wire.AppendNone(b)
-	}
+	b = appendAddr(b, r.LocalAddr, r.LocalPort)
 
 	if ws {
 		b = wire.AppendStr(b, "subprotocols")
@@ -81,12 +63,23 @@ func appendScope(b []byte, r *exchange.Request, ws bool, scratch []byte) ([]byte
 	return wire.AppendDictEnd(b), scratch
 }
 
+// appendAddr appends (host, port), or None without a host: a unix socket,
+// whose path the request view does not carry.
+func appendAddr(b []byte, host string, port int) []byte {
+	if host == "" {
+		return wire.AppendNone(b)
+	}
+	b = wire.AppendTupleStart(b, 2)
+	b = wire.AppendStr(b, host)
+	return wire.AppendInt(b, int64(port))
+}
+
 // appendLowerBytes appends name lower-cased as a marshal bytes value.
 func appendLowerBytes(b, name []byte) []byte {
 	b = append(b, 's')
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
 	for _, c := range name {
-		b = append(b, lower(c))
+		b = append(b, httpx.Lower(c))
 	}
 	return b
 }
@@ -95,55 +88,8 @@ func appendLowerBytes(b, name []byte) []byte {
 // Sec-WebSocket-Protocol fields (comma-separated, whitespace trimmed).
 func forEachProtocol(hs []exchange.Header, fn func([]byte)) {
 	for i := range hs {
-		if equalFold(hs[i].Name, "Sec-WebSocket-Protocol") {
-			forEachToken(hs[i].Value, fn)
+		if httpx.EqualFold(hs[i].Name, "Sec-WebSocket-Protocol") {
+			httpx.ForEachElement(hs[i].Value, fn)
 		}
 	}
-}
-
-// forEachToken calls fn with each non-empty element of a comma-separated
-// list, optional whitespace trimmed.
-func forEachToken(v []byte, fn func([]byte)) {
-	for len(v) > 0 {
-		var e []byte
-		if i := indexByte(v, ','); i >= 0 {
-			e, v = v[:i], v[i+1:]
-		} else {
-			e, v = v, nil
-		}
-		for len(e) > 0 && (e[0] == ' ' || e[0] == '\t') {
-			e = e[1:]
-		}
-		for len(e) > 0 && (e[len(e)-1] == ' ' || e[len(e)-1] == '\t') {
-			e = e[:len(e)-1]
-		}
-		if len(e) > 0 {
-			fn(e)
-		}
-	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-// hasToken reports whether a header named name carries token in its
-// comma-separated value (case-insensitive).
-func hasToken(hs []exchange.Header, name, token string) bool {
-	found := false
-	for i := range hs {
-		if equalFold(hs[i].Name, name) {
-			forEachToken(hs[i].Value, func(e []byte) {
-				if equalFold(e, token) {
-					found = true
-				}
-			})
-		}
-	}
-	return found
 }

@@ -1,4 +1,4 @@
-package dispatch
+package codec
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/version"
 	"github.com/krait-server/krait/internal/wire"
 )
@@ -14,10 +15,10 @@ import (
 // "name/version"), computed once: it is the same for every request.
 var serverSoftware = "krait/" + version.String()
 
-// appendEnviron appends the marshal dict of the WSGI environ strings for r
+// AppendEnviron appends the marshal dict of the WSGI environ strings for r
 // (docs/protocol.md). scratch is reusable working memory; the returned
 // scratch may have grown.
-func appendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byte) {
+func AppendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byte) {
 	b = wire.AppendDictStart(b)
 	b = wire.AppendStrPair(b, "REQUEST_METHOD", r.Method)
 	b = wire.AppendStrPair(b, "SCRIPT_NAME", "")
@@ -26,16 +27,10 @@ func appendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 	b = wire.AppendStrPair(b, "QUERY_STRING", r.Query)
 	b = wire.AppendStrPair(b, "RAW_URI", r.Target)
 	b = wire.AppendStrPair(b, "REQUEST_URI", r.Target)
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		b = wire.AppendStrPair(b, "SERVER_PROTOCOL", "HTTP/1.0")
-	} else {
-		b = wire.AppendStrPair(b, "SERVER_PROTOCOL", "HTTP/1.1")
-	}
+	_, proto := httpVersion(r)
+	b = wire.AppendStrPair(b, "SERVER_PROTOCOL", proto)
 	b = wire.AppendStrPair(b, "SERVER_SOFTWARE", serverSoftware)
-	scheme := r.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
+	scheme := schemeOf(r)
 	b = wire.AppendStrPair(b, "wsgi.url_scheme", scheme)
 
 	var num [20]byte
@@ -93,10 +88,10 @@ func appendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 			continue
 		}
 		switch {
-		case equalFold(n, "Content-Type"):
+		case httpx.EqualFold(n, "Content-Type"):
 			b = wire.AppendStrPair(b, "CONTENT_TYPE", h.Value)
 			continue
-		case equalFold(n, "Content-Length"):
+		case httpx.EqualFold(n, "Content-Length"):
 			if r.ContentLength <= 0 {
 				// A declared length the engine did not count as a body
 				// ("0"), passed on as sent.
@@ -109,12 +104,12 @@ func appendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 			b = wire.AppendStr(b, h.Value)
 		} else {
 			sep := ", "
-			if equalFold(n, "Cookie") {
+			if httpx.EqualFold(n, "Cookie") {
 				sep = "; "
 			}
 			scratch = append(scratch[:0], h.Value...)
 			for j := next; j < len(hs); j++ {
-				if sameName(hs[j].Name, n) {
+				if httpx.EqualFoldBytes(hs[j].Name, n) {
 					scratch = append(append(scratch, sep...), hs[j].Value...)
 				}
 			}
@@ -163,40 +158,9 @@ func appendHeaderKey(b []byte, name []byte) []byte {
 	return b
 }
 
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + ('a' - 'A')
-	}
-	return c
-}
-
-func equalFold(a []byte, s string) bool {
-	if len(a) != len(s) {
-		return false
-	}
-	for i := range a {
-		if lower(a[i]) != lower(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func sameName(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func seenBefore(hs []exchange.Header, i int) bool {
 	for j := 0; j < i; j++ {
-		if sameName(hs[j].Name, hs[i].Name) {
+		if httpx.EqualFoldBytes(hs[j].Name, hs[i].Name) {
 			return true
 		}
 	}
@@ -205,7 +169,7 @@ func seenBefore(hs []exchange.Header, i int) bool {
 
 func nextSame(hs []exchange.Header, i int) int {
 	for j := i + 1; j < len(hs); j++ {
-		if sameName(hs[j].Name, hs[i].Name) {
+		if httpx.EqualFoldBytes(hs[j].Name, hs[i].Name) {
 			return j
 		}
 	}
@@ -265,4 +229,21 @@ func splitHost(h []byte) (name, port []byte) {
 		return h[:i], h[i+1:]
 	}
 	return h, nil
+}
+
+// httpVersion is r's HTTP version as the scope's http_version and as
+// the environ's SERVER_PROTOCOL: 1.0, else 1.1.
+func httpVersion(r *exchange.Request) (version, protocol string) {
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		return "1.0", "HTTP/1.0"
+	}
+	return "1.1", "HTTP/1.1"
+}
+
+// schemeOf is r's scheme, "http" when the engine left it unset.
+func schemeOf(r *exchange.Request) string {
+	if r.Scheme == "" {
+		return "http"
+	}
+	return r.Scheme
 }

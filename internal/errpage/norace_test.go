@@ -1,0 +1,5 @@
+//go:build !race
+
+package errpage
+
+const raceEnabled = false

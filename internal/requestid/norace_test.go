@@ -1,0 +1,5 @@
+//go:build !race
+
+package requestid
+
+const raceEnabled = false
