@@ -22,7 +22,15 @@ import (
 
 // osApp reports what a worker sees of the operating system: the service
 // manager's variables, its credentials and the listening sockets it holds.
-const osApp = `import json, os, socket
+const osApp = `import json, os, socket, time
+
+# With KRAIT_TEST_GATE set, a worker booting while that file exists waits
+# in its import (appending a dot to GATE.waits every 20 ms): not ready.
+GATE = os.environ.get("KRAIT_TEST_GATE")
+while GATE and os.path.exists(GATE):
+    with open(GATE + ".waits", "a") as f:
+        f.write(".")
+    time.sleep(0.02)
 
 VARS = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -46,7 +54,7 @@ def listening():
 def application(environ, start_response):
     body = {"env": {k: os.environ[k] for k in VARS if k in os.environ},
             "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
-            "home": os.environ.get("HOME"), "listening": listening()}
+            "home": os.environ.get("HOME"), "listening": listening(), "pid": os.getpid()}
     data = json.dumps(body).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]
@@ -60,6 +68,7 @@ type osReport struct {
 	EGID      int               `json:"egid"`
 	Home      string            `json:"home"`
 	Listening []string          `json:"listening"`
+	PID       int               `json:"pid"`
 }
 
 // osAppDir writes osApp into a new directory every user can read (the
@@ -355,45 +364,97 @@ func TestSystemdNotify(t *testing.T) {
 
 // TestSystemdWatchdog: with WATCHDOG_USEC (and an abstract NOTIFY_SOCKET)
 // krait pings WATCHDOG=1 repeatedly while it serves; WATCHDOG_PID naming
-// another process turns the pings off.
+// another process turns the pings off (checked over the time the first
+// krait took to ping five times).
 func TestSystemdWatchdog(t *testing.T) {
 	dir := osAppDir(t)
+	// First a krait whose WATCHDOG_PID names another process: the
+	// watchdog is not its own, it must never ping.
+	other := fmt.Sprintf("@krait-test-other-%d-%d", os.Getpid(), time.Now().UnixNano())
+	nOther := listenNotify(t, other)
+	cmd := kraitCommand(t, testPython(t), "osapp:application", "--chdir", dir)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+other, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1")
+	kOther := startCmd(t, cmd)
+	nOther.wait(t, "READY=1", func(m []string) bool { return len(m) >= 1 })
+
 	abstract := fmt.Sprintf("@krait-test-%d-%d", os.Getpid(), time.Now().UnixNano())
 	n := listenNotify(t, abstract)
-	cmd := kraitCommand(t, testPython(t), "osapp:application", "--chdir", dir)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+abstract, "WATCHDOG_USEC=200000")
+	cmd = kraitCommand(t, testPython(t), "osapp:application", "--chdir", dir)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+abstract, "WATCHDOG_USEC=100000")
 	k := startCmd(t, cmd)
-	n.wait(t, "3 WATCHDOG=1 pings", func(m []string) bool {
+	n.wait(t, "5 WATCHDOG=1 pings", func(m []string) bool {
 		c := 0
 		for _, s := range m {
 			if s == "WATCHDOG=1" {
 				c++
 			}
 		}
-		return c >= 3
+		return c >= 5
 	})
 	if r := getOS(t, "tcp", k.Addr()); len(r.Env) != 0 {
 		t.Errorf("the worker sees %v", r.Env)
 	}
 	k.stop()
-	if got := withoutWatchdog(n.msgs); len(got) != 2 || !strings.HasPrefix(got[0], "READY=1\n") || !strings.HasPrefix(got[1], "STOPPING=1\n") {
+	n.mu.Lock()
+	got := withoutWatchdog(n.msgs)
+	n.mu.Unlock()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "READY=1\n") || !strings.HasPrefix(got[1], "STOPPING=1\n") {
 		t.Errorf("non-watchdog messages %q, want READY then STOPPING", got)
 	}
 
-	// WATCHDOG_PID of another process: the watchdog is not ours.
-	other := fmt.Sprintf("@krait-test-other-%d-%d", os.Getpid(), time.Now().UnixNano())
-	n2 := listenNotify(t, other)
-	cmd = kraitCommand(t, testPython(t), "osapp:application", "--chdir", dir)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+other, "WATCHDOG_USEC=100000", "WATCHDOG_PID=1")
-	k = startCmd(t, cmd)
-	n2.wait(t, "READY=1", func(m []string) bool { return len(m) >= 1 })
-	getOS(t, "tcp", k.Addr()) // a request round trip: many watchdog periods with the server up
-	k.stop()
-	n2.mu.Lock()
-	defer n2.mu.Unlock()
-	if len(n2.msgs) != 2 {
-		t.Errorf("WATCHDOG_PID=1: got %q, want only READY and STOPPING", n2.msgs)
+	// Five periods of the other krait's watchdog have passed meanwhile.
+	kOther.stop()
+	nOther.mu.Lock()
+	defer nOther.mu.Unlock()
+	if len(nOther.msgs) != 2 {
+		t.Errorf("WATCHDOG_PID=1: got %q, want only READY and STOPPING", nOther.msgs)
 	}
+}
+
+func (n *notifyListener) count(msg string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, m := range n.msgs {
+		if m == msg {
+			c++
+		}
+	}
+	return c
+}
+
+// TestSystemdWatchdogStopsWhenUnhealthy: while no worker is ready (the
+// only worker was killed and its replacement hangs in its import) krait
+// sends no WATCHDOG=1, so systemd would restart it; the pings resume once
+// a worker is ready again.
+func TestSystemdWatchdogStopsWhenUnhealthy(t *testing.T) {
+	dir := osAppDir(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	abstract := fmt.Sprintf("@krait-test-unhealthy-%d-%d", os.Getpid(), time.Now().UnixNano())
+	n := listenNotify(t, abstract)
+	cmd := kraitCommand(t, testPython(t), "osapp:application", "--chdir", dir, "--env", "KRAIT_TEST_GATE="+gate)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+abstract, "WATCHDOG_USEC=100000")
+	k := startCmd(t, cmd)
+	n.wait(t, "a WATCHDOG=1 ping", func(m []string) bool { return len(withoutWatchdog(m)) < len(m) })
+	pid := getOS(t, "tcp", k.Addr()).PID
+
+	touch(t, gate)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	k.MustWaitLog(regexp.MustCompile(`watchdog: no worker ready`))
+	before := n.count("WATCHDOG=1")
+	// 25 waits of 20 ms in the replacement's import: ten watchdog periods.
+	waitFileMatch(t, gate+".waits", regexp.MustCompile(`\.{25}`), ioTimeout)
+	if after := n.count("WATCHDOG=1"); after != before {
+		t.Fatalf("%d WATCHDOG=1 pings while no worker was ready", after-before)
+	}
+
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	k.MustWaitLog(regexp.MustCompile(`watchdog: a worker is ready again`))
+	n.wait(t, "WATCHDOG=1 again", func([]string) bool { return n.count("WATCHDOG=1") > before })
 }
 
 // TestSystemdPIDFile: --pid holds the pid once ready, a second krait with
@@ -406,7 +467,8 @@ func TestSystemdPIDFile(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(k.PID()) {
 		t.Fatalf("pid file holds %q (%v), want %d", b, err, k.PID())
 	}
-	code, _, stderr := runKrait(t, readyTimeout, "serve", "osapp:application", "--chdir", dir, "--pid", pidFile, "-b", "127.0.0.1:0", "--python", testPython(t))
+	// The refusal comes before any Python runs: a bound of seconds is ample.
+	code, _, stderr := runKrait(t, 15*time.Second, "serve", "osapp:application", "--chdir", dir, "--pid", pidFile, "-b", "127.0.0.1:0", "--python", testPython(t))
 	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("krait (pid %d) is already running", k.PID())) {
 		t.Fatalf("second krait on the same pid file: exit %d, stderr:\n%s", code, stderr)
 	}

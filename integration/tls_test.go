@@ -561,10 +561,7 @@ func freePort(t *testing.T) int {
 // krait's TLS listener, and the certificate krait then serves chains to
 // pebble's root.
 func TestTLSACMEPebble(t *testing.T) {
-	pebble, err := exec.LookPath("pebble")
-	if err != nil {
-		t.Skip("pebble is not installed (apt-get install pebble)")
-	}
+	pebble := requireTool(t, "pebble", "apt-get install pebble")
 	pki := newPKI(t)
 	_, pcert, pkey := pki.issue(t, "pebble", 5, false)
 	kraitPort, acmePort, mgmtPort := freePort(t), freePort(t), freePort(t)
@@ -578,10 +575,7 @@ func TestTLSACMEPebble(t *testing.T) {
 	plog := newLogBuffer()
 	// autocert wants a name with a dot: krait.test, which pebble resolves
 	// through its mock DNS server to 127.0.0.1.
-	challtest, err := exec.LookPath("pebble-challtestsrv")
-	if err != nil {
-		t.Skip("pebble-challtestsrv is not installed (apt-get install pebble)")
-	}
+	challtest := requireTool(t, "pebble-challtestsrv", "apt-get install pebble")
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dns := exec.Command(challtest, "-dns01", dnsAddr, "-http01", "", "-https01", "", "-tlsalpn01", "",
 		"-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "")
@@ -693,11 +687,24 @@ func h2specBin(t *testing.T) string {
 	if p := os.Getenv("KRAIT_H2SPEC"); p != "" {
 		return p
 	}
-	p, err := exec.LookPath("h2spec")
-	if err != nil {
-		t.Skip("h2spec is not installed: go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible (or set KRAIT_H2SPEC)")
+	return requireTool(t, "h2spec", "go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible, or set KRAIT_H2SPEC")
+}
+
+// requireTool finds an external test tool on PATH. Missing, it fails the
+// test when KRAIT_REQUIRE_TOOLS is set (scripts/test.sh sets it after
+// installing the tools, so CI never skips silently), else skips saying how
+// to install it.
+func requireTool(t *testing.T, name, install string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
 	}
-	return p
+	if os.Getenv("KRAIT_REQUIRE_TOOLS") != "" {
+		t.Fatalf("%s is required (KRAIT_REQUIRE_TOOLS is set) but not on PATH: %s", name, install)
+	}
+	t.Skipf("%s is not installed (%s)", name, install)
+	return ""
 }
 
 var h2specSummaryRE = regexp.MustCompile(`(?m)^(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed$`)

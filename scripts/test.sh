@@ -56,6 +56,30 @@ else
 	echo "$venv is up to date with $(basename "$req")"
 fi
 
+start_phase "test tools: pebble (ACME test CA) and h2spec (HTTP/2 conformance)"
+# The integration tests drive these; KRAIT_REQUIRE_TOOLS makes a missing one
+# fail its test instead of skipping it.
+tools=$root/.tools/bin
+mkdir -p "$tools"
+export PATH=$tools:$PATH
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing pebble with apt-get"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble >/dev/null
+	else
+		echo "pebble is missing: install the Debian package pebble (needs root)" >&2
+		exit 1
+	fi
+fi
+h2spec_version=v2.2.1+incompatible
+if [ ! -x "$tools/h2spec" ]; then
+	echo "installing h2spec $h2spec_version into $tools"
+	GOBIN=$tools go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
+fi
+export KRAIT_REQUIRE_TOOLS=1
+echo "pebble: $(command -v pebble); h2spec: $tools/h2spec"
+
 start_phase "gofmt"
 # Tracked and new (not ignored) Go files; find(1) when this is no git checkout.
 list_go_files() {

@@ -9,4 +9,11 @@
 // (which interpreter ran, and how to pick another when it is in no
 // virtualenv). The probe is bounded and advisory: when it fails krait
 // logs a warning and starts anyway.
+//
+// `krait serve` takes the service manager's variables (systemd.Take)
+// before it starts any child process, so neither the probe nor the
+// workers inherit them, and reopens its --access-logfile and
+// --error-logfile files on SIGUSR1 (logrotate). `krait systemd-unit`
+// (systemd_unit.go) prints a service unit, and a socket unit with
+// --socket, for the serve flags it is given.
 package cli

@@ -237,6 +237,9 @@ func httpVersion(r *exchange.Request) (version, protocol string) {
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
 		return "1.0", "HTTP/1.0"
 	}
+	if r.ProtoMajor == 2 {
+		return "2", "HTTP/2"
+	}
 	return "1.1", "HTTP/1.1"
 }
 

@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/krait-server/krait/internal/compress"
+	"github.com/krait-server/krait/internal/forwarded"
 )
 
 // Bind is one address krait listens on.
@@ -108,6 +111,19 @@ type Serve struct {
 	// serves every socket systemd passes it (socket activation) instead
 	// of DefaultBind.
 	BindGiven bool
+
+	// ForwardedAllowIPs are the peers trusted to send forwarding headers
+	// and PROXY protocol headers (--forwarded-allow-ips, else
+	// $FORWARDED_ALLOW_IPS; "*" trusts all). Unix socket peers always are.
+	ForwardedAllowIPs []netip.Prefix
+	// ForwardedHeaders are the forwarding headers applied from them.
+	ForwardedHeaders forwarded.Headers
+	// ProxyProtocol makes every listener require a PROXY protocol v1/v2
+	// header on each connection.
+	ProxyProtocol bool
+	// Compress says which app responses are compressed and how; no
+	// Codings (--compress off) compresses nothing. See front.go.
+	Compress compress.Config
 }
 
 // Worker is the settings of one Python worker process: what it runs and
@@ -283,6 +299,11 @@ func Default() Serve {
 		// Fingerprinted names get a year whatever this says.
 		StaticMaxAge: time.Hour,
 		TLS:          defaultTLS(),
+		// Forwarding headers from 127.0.0.1 and ::1, as gunicorn and
+		// uvicorn; compression as the compress package declares it.
+		ForwardedAllowIPs: forwarded.DefaultTrusted(),
+		ForwardedHeaders:  forwarded.DefaultHeaders,
+		Compress:          compress.Defaults(),
 	}
 }
 
@@ -352,6 +373,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.Var(seconds{&s.StaticMaxAge}, "static-max-age", "Cache-Control max-age in seconds of static files without a content hash in their name (0 = no-cache)")
 	fs.StringVar(&metricsBind, "metrics-bind", "", "address (HOST:PORT or unix:/path.sock) serving Prometheus /metrics, /healthz and /readyz (default: none)")
 	validateTLS := tlsFlags(fs, &s.TLS)
+	validateFront := frontFlags(fs, s, getenv)
 	fs.Var(seconds{&s.ShutdownDelay}, "shutdown-delay", "seconds a stop keeps serving with /readyz answering 503 before the listeners close")
 	fs.StringVar(&s.PIDFile, "pid", "", "file to write krait's pid to after binding; removed at exit (default: none)")
 	fs.StringVar(&s.User, "user", "", "user (name or uid) to switch to after binding, before starting the workers (krait must start as root)")
@@ -513,6 +535,9 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	}
 
 	if err := validateTLS(name); err != nil {
+		return nil, err
+	}
+	if err := validateFront(name); err != nil {
 		return nil, err
 	}
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,10 +24,9 @@ func newASGIEnv(t testing.TB, capacity int, cfg Config) *env {
 	out := &syncBuffer{}
 	log := discardLog()
 	p, err := supervisor.Start(context.Background(), supervisor.Config{
-		Python: os.Args[0], App: "app:application", Workers: 1,
-		Env: []string{workertest.EnvMode + "=ready", workertest.EnvCapacity + "=" + strconv.Itoa(capacity),
-			workertest.EnvInterface + "=asgi"},
-		Log: log, Output: out,
+		Worker: workertest.Settings(1, workertest.EnvMode+"=ready", workertest.EnvCapacity+"="+strconv.Itoa(capacity),
+			workertest.EnvInterface+"=asgi"),
+		Workers: 1, Log: log, Output: out,
 	})
 	if err != nil {
 		t.Fatal(err)

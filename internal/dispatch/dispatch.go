@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -157,8 +158,10 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		// No disconnect watch while queued: under load nearly every request
 		// queues, and starting the engine's watcher for each one cost about
 		// 12% of throughput (bench/, PROFILE=1). A request whose client left
-		// while queued still runs; its response write then fails.
-		s, err = d.pool.Open(d.maxQueue, nil)
+		// while queued still runs; its response write then fails. The
+		// request's context still ends the wait (a server stopping hard,
+		// a deadline).
+		s, err = d.pool.Open(r.Context(), d.maxQueue)
 		if err != nil {
 			d.openFailed(w, err)
 			return
@@ -206,7 +209,7 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	var pumpDone chan struct{}
 	if !inline {
 		pumpDone = make(chan struct{})
-		go d.pump(s, r.Body, pre, preN, pumpDone)
+		go d.pump(r.Context(), s, r.Body, pre, preN, pumpDone)
 		pre = nil
 	}
 	d.relay(w, r, s, st, asgi, nil)
@@ -224,8 +227,13 @@ func (d *Dispatcher) openFailed(w exchange.ResponseWriter, err error) {
 		httpx.WriteError(w, 503, busyHeaders, closingBody)
 	case errors.Is(err, supervisor.ErrUnavailable):
 		httpx.WriteError(w, 503, busyHeaders, []byte("503 Service Unavailable: no worker is running; krait keeps trying to start one.\n"))
-	case errors.Is(err, supervisor.ErrGone):
+	case errors.Is(err, context.Canceled):
+		// The request's context ended while it waited for a worker: the
+		// client is gone or the server is stopping hard.
 		w.Abort()
+	case errors.Is(err, context.DeadlineExceeded):
+		// A deadline on the request passed while it waited for a worker.
+		httpx.WriteError(w, 503, busyHeaders, busyBody)
 	default:
 		d.log.Warn("no worker could take the request", "err", err)
 		httpx.WriteError(w, 502, errorHeaders, badGwBody)
@@ -254,7 +262,7 @@ func (d *Dispatcher) requestFrames(st *state, r *exchange.Request, s *worker.Str
 	}
 	if len(body) > 0 {
 		// Fits the initial window (inlineBody <= InitialWindow).
-		if _, err := s.AcquireSendWindow(len(body)); err != nil {
+		if _, err := s.AcquireSendWindow(r.Context(), len(body)); err != nil {
 			return b, err
 		}
 		b = wire.AppendFrame(b, wire.Data, wire.FlagEndStream, s.ID(), body)
@@ -292,7 +300,7 @@ func (d *Dispatcher) bodyFailed(w exchange.ResponseWriter, err error) {
 // pump streams a large or chunked request body to the worker, within the
 // stream's send window. buf holds the body's first n bytes, read before
 // the slot was taken; pump returns it to bodyPool.
-func (d *Dispatcher) pump(s *worker.Stream, body io.Reader, buf *bodyBuf, n int, done chan<- struct{}) {
+func (d *Dispatcher) pump(ctx context.Context, s *worker.Stream, body io.Reader, buf *bodyBuf, n int, done chan<- struct{}) {
 	defer close(done)
 	defer bodyPool.Put(buf)
 	id := s.ID()
@@ -315,8 +323,8 @@ func (d *Dispatcher) pump(s *worker.Stream, body io.Reader, buf *bodyBuf, n int,
 			m := 0
 			if n > 0 {
 				var err error
-				if m, err = s.AcquireSendWindow(n); err != nil {
-					return // the worker ended the stream or died
+				if m, err = s.AcquireSendWindow(ctx, n); err != nil {
+					return // the worker ended the stream or died, or ctx ended
 				}
 			}
 			var flags uint8
@@ -349,32 +357,36 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 	bodyless := head
 	var written int64
 	truncated := false
+	// Every wait takes the request's context: it ends when the server
+	// stops hard, and, once the connection is watched (r.Watch), when the
+	// client leaves.
+	ctx := r.Context()
 	// A streamed response (server-sent events, long polls) may wait long
 	// for the app with nothing to write, so nothing would notice the
 	// client leaving: once a response is streaming, watch the connection.
 	// Plain responses never ask, so they pay nothing for it.
-	var gone <-chan struct{}
+	watching := r.Watch == nil // nothing to start when the engine cannot watch
 	// ASGI: an app that has not answered within goneDelay may be long-
 	// polling; from then on the connection is watched. Quick answers
 	// never pay for the watcher (it costs a third of a hello world's
 	// throughput), and a client that left earlier is seen at once then.
-	armGone := asgi && r.Gone != nil
 	for {
 		b, err := first, error(nil)
 		if b == nil {
-			if armGone && gone == nil {
-				b, err = d.recvArming(s, st)
+			if asgi && !watching {
+				b, err = d.recvArming(ctx, s, st)
 				if err == worker.ErrWake {
-					gone = r.Gone()
-					b, err = s.Recv(gone)
+					watching = true
+					r.Watch()
+					b, err = s.Recv(ctx)
 				}
 			} else {
-				b, err = s.Recv(gone)
+				b, err = s.Recv(ctx)
 			}
 		}
 		first = nil
-		if err == worker.ErrClientGone {
-			d.log.Debug("the client went away during a streamed response, resetting the stream")
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			d.log.Debug("the client went away (or the server stopped) during a response, resetting the stream")
 			s.Reset()
 			w.Abort()
 			return
@@ -504,8 +516,9 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 				d.clientFailed(w, s, err)
 				return
 			}
-			if gone == nil && r.Gone != nil {
-				gone = r.Gone()
+			if !watching {
+				watching = true
+				r.Watch()
 			}
 		}
 		if err := s.Credit(credit); err != nil {
@@ -520,13 +533,13 @@ const goneDelay = 10 * time.Millisecond
 
 // recvArming receives with the state's timer set to goneDelay: ErrWake
 // means the app has not answered yet.
-func (d *Dispatcher) recvArming(s *worker.Stream, st *state) ([]byte, error) {
+func (d *Dispatcher) recvArming(ctx context.Context, s *worker.Stream, st *state) ([]byte, error) {
 	if st.timer == nil {
 		st.timer = time.NewTimer(goneDelay)
 	} else {
 		st.timer.Reset(goneDelay)
 	}
-	b, err := s.RecvUntil(nil, st.timer.C)
+	b, err := s.RecvUntil(ctx, st.timer.C)
 	st.timer.Stop()
 	return b, err
 }

@@ -111,9 +111,8 @@ func newEnv(t testing.TB, workers, capacity, maxQueue int) *env {
 	out := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := supervisor.Start(context.Background(), supervisor.Config{
-		Python: os.Args[0], App: "app:application", Workers: workers, Threads: capacity,
-		Env: []string{workertest.EnvMode + "=ready", workertest.EnvCapacity + "=" + strconv.Itoa(capacity)},
-		Log: log, Output: out,
+		Worker:  workertest.Settings(capacity, workertest.EnvMode+"=ready", workertest.EnvCapacity+"="+strconv.Itoa(capacity)),
+		Workers: workers, Log: log, Output: out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +129,7 @@ func get(target string) *exchange.Request {
 		Headers:       []exchange.Header{{Name: []byte("Host"), Value: []byte("example.com")}},
 		ContentLength: 0, Body: bytes.NewReader(nil), Scheme: "http",
 		RemoteAddr: "127.0.0.1", RemotePort: 5555, LocalAddr: "127.0.0.1", LocalPort: 8000,
-		Gone: func() <-chan struct{} { return nil },
+		Watch: func() {},
 	}
 }
 
@@ -177,7 +176,7 @@ func TestServeEnvironEndToEnd(t *testing.T) {
 
 func TestQueueFull503(t *testing.T) {
 	e := newEnv(t, 1, 1, 0)
-	held, err := e.pool.Open(0, nil)
+	held, err := e.pool.Open(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +192,7 @@ func TestQueueFull503(t *testing.T) {
 
 func TestQueueWaitsThenServes(t *testing.T) {
 	e := newEnv(t, 1, 1, 5)
-	held, err := e.pool.Open(0, nil)
+	held, err := e.pool.Open(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,10 +430,12 @@ func TestClientFailureResets(t *testing.T) {
 func TestStreamClientGone(t *testing.T) {
 	e := newEnv(t, 1, 1, 10)
 	r := get("/stream-wait")
-	closed := make(chan struct{})
-	close(closed)
+	// The client is gone: the engine cancels the context once watched.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	asked := false
-	r.Gone = func() <-chan struct{} { asked = true; return closed }
+	r.Ctx = ctx
+	r.Watch = func() { asked = true; cancel() }
 	rec := e.serve(r)
 	// "first" may or may not have arrived with RESPONSE: either way the
 	// stream is reset once the response is streaming.
@@ -442,9 +443,9 @@ func TestStreamClientGone(t *testing.T) {
 		t.Fatalf("asked %v aborted %v body %q", asked, rec.aborted, rec.body.String())
 	}
 	waitServes(t, e)
-	// A plain response never asks for Gone.
+	// A plain response never asks for the watch.
 	r = get("/")
-	r.Gone = func() <-chan struct{} { t.Error("Gone called for a plain response"); return nil }
+	r.Watch = func() { t.Error("Watch called for a plain response") }
 	e.serve(r)
 }
 

@@ -58,6 +58,17 @@
 // with the frame that ends the body, the exact length is passed to the
 // engine so it can send Content-Length instead of chunked coding.
 //
+// # Request context
+//
+// Every wait for the worker takes the request's context
+// (exchange.Request.Context): the wait in the queue (supervisor Pool.Open),
+// the send window of a streamed body, and the response (Stream.Recv). It
+// ends when the server stops hard or, once the connection is watched,
+// when the client leaves: the stream is reset and the response aborted
+// (a queued request leaves the queue without an answer). A deadline
+// layered on it is one place for a per-request timeout: a request whose
+// deadline passes in the queue gets 503.
+//
 // # ASGI
 //
 // When the worker's HELLO says "asgi", REQUEST carries the ASGI scope
@@ -66,7 +77,8 @@
 // set Content-Length) and TRAILERS become HTTP/1.1 trailer fields
 // (exchange.TrailerWriter); the app's Trailer header is kept. EARLY_HINT
 // becomes a 103 response (dropped for HTTP/1.0 by the engine). The client's
-// connection is watched (Request.Gone) once the app has not answered
+// connection is watched (Request.Watch: the request's context is then
+// cancelled when the client leaves) once the app has not answered
 // within 10 ms, or once a response is streaming, so a client that leaves
 // while the app is still thinking (a long poll) or streaming gets the
 // stream reset: the app sees http.disconnect. Watching every request from

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,9 +18,8 @@ func newLoggedEnv(t *testing.T) (*env, *syncBuffer) {
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	p, err := supervisor.Start(context.Background(), supervisor.Config{
-		Python: os.Args[0], App: "app:application", Workers: 1, Threads: 2,
-		Env: []string{workertest.EnvMode + "=ready", workertest.EnvCapacity + "=" + strconv.Itoa(2)},
-		Log: log, Output: out,
+		Worker:  workertest.Settings(2, workertest.EnvMode+"=ready", workertest.EnvCapacity+"="+strconv.Itoa(2)),
+		Workers: 1, Log: log, Output: out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +31,7 @@ func newLoggedEnv(t *testing.T) (*env, *syncBuffer) {
 // workerPid opens a stream on the pool's only worker and returns its pid.
 func workerPid(t *testing.T, e *env) int {
 	t.Helper()
-	s, err := e.pool.Open(10, nil)
+	s, err := e.pool.Open(context.Background(), 10)
 	if err != nil {
 		t.Fatalf("no worker: %v", err)
 	}

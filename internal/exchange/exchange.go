@@ -68,12 +68,6 @@ type Request struct {
 	// consumed. nil when the engine cannot watch; calling it again is
 	// free.
 	Watch func()
-
-	// Gone is Watch, then Context().Done(): a channel closed once the
-	// client is known gone (or the server stopped hard).
-	//
-	// Deprecated: call Watch and wait on Context().Done().
-	Gone func() <-chan struct{}
 }
 
 // Context returns the request's context: context.Background() when the

@@ -128,7 +128,7 @@ func (b *bodyReader) sendContinue() error {
 }
 
 func (b *bodyReader) finish() {
-	b.c.bodyDone() // sets done under the Gone lock: a handler goroutine may be asking Gone
+	b.c.bodyDone() // sets done under the Gone lock: a handler goroutine may be calling Watch
 }
 
 func (b *bodyReader) readLength(p []byte) (int, error) {

@@ -19,7 +19,7 @@ const (
 	writeBufSize = 4 << 10   // response buffer; larger writes bypass it
 	maxChunkLine = 4 << 10   // chunk-size line with extensions
 	discardLimit = 256 << 10 // unread body the engine drains before keep-alive
-	goneLimit    = 64 << 10  // bytes the Gone watcher reads ahead before giving up
+	goneLimit    = 64 << 10  // bytes the Watch watcher reads ahead before giving up
 	// idleGrace is how long an idle connection waits on the goroutine
 	// that served its last request. After that it continues on a fresh
 	// goroutine (handoff): the old one's stack, grown by the handler, is
@@ -87,8 +87,7 @@ type conn struct {
 	remoteAddr, localAddr string
 	remotePort, localPort int
 
-	goneFn  func() <-chan struct{} // bound once: Request.Gone costs nothing per request
-	watchFn func()                 // bound once, Request.Watch
+	watchFn func() // bound once: Request.Watch costs nothing per request
 	gone    goneWatch
 	ctx     reqCtx // the current request's context (Request.Ctx)
 }
@@ -100,14 +99,12 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.body.c = c
 	c.rw.c = c
-	c.goneFn = c.goneChan
 	c.watchFn = c.watchGone
 	c.remoteAddr, c.remotePort = splitAddr(nc.RemoteAddr())
 	c.localAddr, c.localPort = splitAddr(nc.LocalAddr())
 	c.req.Scheme = s.cfg.Scheme
 	c.req.RemoteAddr, c.req.RemotePort = c.remoteAddr, c.remotePort
 	c.req.LocalAddr, c.req.LocalPort = c.localAddr, c.localPort
-	c.req.Gone = c.goneFn
 	c.req.Watch = c.watchFn
 	c.req.Ctx = &c.ctx
 	c.state.Store(stateIdle)
@@ -602,12 +599,6 @@ type goneWatch struct {
 	eof      bool          // the client closed (or the connection failed)
 	done     chan struct{} // closed when the watcher goroutine exits
 	ahead    []byte        // bytes read by the watcher: the next request's start
-}
-
-// goneChan implements Request.Gone.
-func (c *conn) goneChan() <-chan struct{} {
-	c.watchGone()
-	return c.ctx.Done()
 }
 
 // watchGone implements Request.Watch.

@@ -125,7 +125,7 @@
 // Request.Watch starts a watcher goroutine only when called, once the body
 // has been read: it reads from the connection and cancels the request's
 // context on EOF or error; bytes it reads ahead (a pipelined request) are
-// kept. Request.Gone is Watch plus Context().Done().
+// kept.
 //
 // Settings: Config embeds config.HTTP, whose defaults are declared once,
 // in config.Default; New fills a zero field from there.

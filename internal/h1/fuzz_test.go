@@ -220,7 +220,7 @@ func FuzzConn(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = r.Gone
+		_ = r.Watch
 		_ = w.WriteHeader(200, nil, nil, int64(len(b)))
 		_, _ = w.Write(b)
 	})

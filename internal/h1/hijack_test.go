@@ -59,7 +59,7 @@ func TestHijack(t *testing.T) {
 			hello(w, r)
 			return
 		}
-		_ = r.Gone() // a running watcher must hand over what it read
+		r.Watch() // a running watcher must hand over what it read
 		nc, brw, err := w.(exchange.Hijacker).Hijack()
 		if err != nil {
 			t.Errorf("Hijack: %v", err)

@@ -435,7 +435,7 @@ func TestRequestFields(t *testing.T) {
 	remote := c.RemoteAddr().(*net.TCPAddr)
 	if r.Scheme != "https" || r.RemoteAddr != "127.0.0.1" || r.RemotePort != local.Port ||
 		r.LocalAddr != "127.0.0.1" || r.LocalPort != remote.Port || string(r.Host) != "example.com" ||
-		string(r.Query) != "q=1" || r.ContentLength != 0 || r.Body == nil || r.Gone == nil {
+		string(r.Query) != "q=1" || r.ContentLength != 0 || r.Body == nil || r.Watch == nil || r.Ctx == nil {
 		t.Fatalf("fields: %+v", r)
 	}
 }
@@ -583,7 +583,8 @@ func TestGone(t *testing.T) {
 		result := make(chan bool, 1)
 		inHandler := make(chan struct{})
 		_, addr := startServer(t, handlerFunc(func(w exchange.ResponseWriter, r *exchange.Request) {
-			gone := r.Gone()
+			r.Watch()
+			gone := r.Context().Done()
 			_, _ = io.ReadAll(r.Body)
 			close(inHandler)
 			select {
@@ -598,7 +599,7 @@ func TestGone(t *testing.T) {
 		<-inHandler
 		c.Close()
 		if !<-result {
-			t.Fatal("Gone channel not closed after the client left")
+			t.Fatal("the request context was not cancelled after the client left")
 		}
 	})
 	t.Run("pipelined bytes kept", func(t *testing.T) {
@@ -607,7 +608,7 @@ func TestGone(t *testing.T) {
 		var calls atomic.Int32
 		h := handlerFunc(func(w exchange.ResponseWriter, r *exchange.Request) {
 			if calls.Add(1) == 1 {
-				_ = r.Gone()
+				r.Watch()
 				<-release
 			}
 			_ = w.WriteHeader(200, nil, nil, int64(len(r.Path)))

@@ -108,8 +108,10 @@ func newRequest(r *http.Request) *exchange.Request {
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		req.LocalAddr, req.LocalPort = splitAddr(la.String())
 	}
-	ctx := r.Context()
-	req.Gone = func() <-chan struct{} { return ctx.Done() }
+	// net/http cancels the request's context when the client goes away
+	// (or ServeHTTP returns): there is nothing more to watch.
+	req.Ctx = r.Context()
+	req.Watch = func() {}
 	return req
 }
 

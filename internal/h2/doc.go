@@ -19,9 +19,9 @@
 //     of one name keep their order, names are canonicalized
 //     ("content-type" becomes "Content-Type"), and HTTP/2 cookie fields
 //     arrive joined into one. Request trailers are copied to
-//     Request.Trailers when Body returns io.EOF. Gone is the request
-//     context's Done channel (net/http cancels it when the connection or
-//     the HTTP/2 stream goes away).
+//     Request.Trailers when Body returns io.EOF. Request.Ctx is the
+//     net/http request's context (net/http cancels it when the connection
+//     or the HTTP/2 stream goes away), so Watch has nothing to do.
 //   - Response: header names are canonicalized and connection-specific
 //     fields (Connection, Keep-Alive, Transfer-Encoding, Upgrade,
 //     Proxy-Connection) dropped; a custom reason phrase cannot be sent

@@ -523,3 +523,126 @@ func TestRedirect(t *testing.T) {
 		}
 	}
 }
+
+// TestDisableHTTP2: with HTTP/2 off, a client offering h2 and http/1.1
+// by ALPN gets HTTP/1.1.
+func TestDisableHTTP2(t *testing.T) {
+	h := handlerFunc(func(w exchange.ResponseWriter, r *exchange.Request) { _ = w.WriteHeader(204, nil, nil, -1) })
+	f := start(t, h, Config{TLS: &tls.Config{}, DisableHTTP2: true}, true)
+	f.client.Transport.(*http.Transport).Protocols = nil // offer both
+	f.client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	resp, err := f.client.Get(f.url(true, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || resp.TLS.NegotiatedProtocol == "h2" {
+		t.Fatalf("over %s (ALPN %q), want HTTP/1.1", resp.Proto, resp.TLS.NegotiatedProtocol)
+	}
+}
+
+// TestContextCancelledWhenClientGoes: Request.Context is cancelled when
+// the client cancels the request (HTTP/2 RST_STREAM) or closes the
+// connection (HTTP/1.1).
+func TestContextCancelledWhenClientGoes(t *testing.T) {
+	for _, h2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			started := make(chan struct{})
+			cancelled := make(chan error, 1)
+			h := handlerFunc(func(w exchange.ResponseWriter, r *exchange.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				if r.Watch != nil {
+					r.Watch()
+				}
+				_ = w.WriteHeader(200, nil, nil, -1)
+				_ = w.Flush()
+				close(started)
+				select {
+				case <-r.Context().Done():
+					cancelled <- r.Context().Err()
+				case <-time.After(15 * time.Second):
+					cancelled <- errors.New("the context was not cancelled within 15s")
+				}
+			})
+			f := start(t, h, Config{TLS: &tls.Config{}}, h2)
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, "GET", f.url(true, "/"), nil)
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			cancel()
+			resp.Body.Close()
+			f.client.Transport.(*http.Transport).CloseIdleConnections()
+			if err := <-cancelled; !errors.Is(err, context.Canceled) {
+				t.Fatalf("context: %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// TestShutdownLetsStreamsFinish: Shutdown waits for a request in flight
+// on an HTTP/2 connection, which completes, then returns nil; Serve
+// returns nil.
+func TestShutdownLetsStreamsFinish(t *testing.T) {
+	cert, pool := selfSigned(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	h := handlerFunc(func(w exchange.ResponseWriter, r *exchange.Request) {
+		close(started)
+		<-release
+		_ = w.WriteHeader(200, nil, nil, 4)
+		_, _ = w.Write([]byte("done"))
+	})
+	s, err := New(h, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	var p http.Protocols
+	p.SetHTTP2(true)
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	type result struct {
+		body  string
+		proto int
+		err   error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := client.Get("https://" + l.Addr().String() + "/")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{string(b), resp.ProtoMajor, err}
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if r := <-got; r.err != nil || r.body != "done" || r.proto != 2 {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}

@@ -43,6 +43,18 @@
 // [::] dual-stack, as gunicorn binds them. (Go's plain "tcp" would make
 // 0.0.0.0 listen on [::] too.)
 //
+// Operating-system integration (internal/systemd, wired in systemd.go):
+// listeners come from socket activation when systemd passed sockets
+// (matched with --bind by address; without --bind every inherited socket
+// is served and cfg.Binds becomes their addresses; an inherited socket no
+// --bind names stops the start), the others are bound here, unix ones
+// chmod'ed to --uds-mode. Once everything is bound (listeners, metrics,
+// redirect) Run writes --pid and drops to --user/--group, and only then
+// installs the Python adapter and starts the workers, as that user. It
+// sends sd_notify READY=1 (and starts the WATCHDOG=1 pings, which stop
+// while no worker is ready) right after the "ready" log line, and
+// STOPPING=1 as soon as a stop begins.
+//
 // Every setting arrives explicitly from the config.Serve; the packages
 // below never fall back on their own defaults when krait serve runs them.
 package server

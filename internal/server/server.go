@@ -52,6 +52,7 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		return err
 	}
 	defer closeListeners(listeners)
+	proxyProtocol(cfg, listeners, log) // in place: the deferred close closes the wrappers
 	for _, l := range listeners {
 		log.Info("listening", "addr", addrString(l.Addr()))
 	}
@@ -70,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		return err
 	}
 	if redirectL != nil {
+		rl := []net.Listener{redirectL}
+		proxyProtocol(cfg, rl, log)
+		redirectL = rl[0]
 		defer redirectL.Close()
 	}
 	// Everything is bound: write --pid, drop to --user. The adapter is
@@ -85,22 +89,13 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	}
 
 	pool, err := supervisor.Start(ctx, supervisor.Config{
-		Python:           cfg.Python,
-		App:              cfg.App,
-		Interface:        cfg.Interface,
-		Workers:          cfg.Workers,
-		Threads:          cfg.Threads,
-		Chdir:            cfg.Chdir,
-		PythonPath:       cfg.PythonPath,
-		Env:              cfg.Env,
-		AdapterDir:       adapterDir,
-		BootTimeout:      cfg.BootTimeout,
-		LimitConcurrency: cfg.LimitConcurrency,
-		Loop:             cfg.Loop,
-		Lifespan:         cfg.Lifespan,
-		Log:              log,
-		Output:           opt.WorkerOutput,
+		Worker:     cfg.Worker,
+		Workers:    cfg.Workers,
+		AdapterDir: adapterDir,
+		Log:        log,
+		Output:     opt.WorkerOutput,
 	})
+
 	if err != nil {
 		return err
 	}
@@ -122,7 +117,7 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	}
 	defer closeStatics(statics)
 	obs.setPool(pool)
-	router, err := newRouter(dispatcher, statics, opt.AccessLog, obs.metrics())
+	router, err := newRouter(dispatcher, statics, opt.AccessLog, obs.metrics(), cfg)
 	if err != nil {
 		pool.Close()
 		return err
@@ -232,12 +227,19 @@ var _ Engine = (*h1.Server)(nil)
 // --static mounts (statics), with the access log (when enabled) as global
 // middleware so that every request, the router's own 404s included, is logged;
 // with metrics (m, nil when off) counted and labelled by route kind too.
-func newRouter(app exchange.Handler, statics []route.Route, accessLog io.Writer, m *metrics.Metrics) (*route.Router, error) {
-	var global []route.Middleware
+// The forwarding headers (newFront) are applied outermost, so the log and
+// metrics see the client; the app route alone compresses, inside the log
+// so that it counts the bytes sent.
+func newRouter(app exchange.Handler, statics []route.Route, accessLog io.Writer, m *metrics.Metrics, cfg *config.Serve) (*route.Router, error) {
+	fr, err := newFront(cfg)
+	if err != nil {
+		return nil, err
+	}
+	global := []route.Middleware{fr.forwarded}
 	if accessLog != nil {
 		global = append(global, accesslog.New(accessLog).Wrap)
 	}
-	routes := append([]route.Route{{Kind: route.KindApp, Prefix: "/", Handler: app}}, statics...)
+	routes := append([]route.Route{{Kind: route.KindApp, Prefix: "/", Handler: app, Middleware: fr.app}}, statics...)
 	routes, global = instrument(m, routes, global)
 	r, err := route.New(routes, global...)
 	if err != nil {

@@ -3,10 +3,11 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/krait-server/krait/internal/config"
+	"github.com/krait-server/krait/internal/worker/workertest"
 )
 
 // TestOpenContextQueue: a caller waiting in the queue leaves it when its
@@ -34,7 +35,7 @@ func TestOpenContextQueue(t *testing.T) {
 		ctx, cancel := tc.make()
 		got := make(chan error, 1)
 		go func() {
-			s, err := p.OpenContext(ctx, 1)
+			s, err := p.Open(ctx, 1)
 			if s != nil {
 				s.Close()
 			}
@@ -49,8 +50,8 @@ func TestOpenContextQueue(t *testing.T) {
 		if !errors.Is(err, tc.want) {
 			t.Fatalf("%s: err = %v, want one wrapping %v", tc.name, err, tc.want)
 		}
-		if errors.Is(err, ErrGone) || errors.Is(err, ErrQueueFull) {
-			t.Fatalf("%s: err = %v: a context's end is not ErrGone nor ErrQueueFull", tc.name, err)
+		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrClosed) {
+			t.Fatalf("%s: err = %v: a context's end is not ErrQueueFull nor ErrClosed", tc.name, err)
 		}
 		if n := queued(); n != 0 {
 			t.Fatalf("%s: %d callers counted in the queue after the waiter left, want 0", tc.name, n)
@@ -63,7 +64,7 @@ func TestOpenContextQueue(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		s, err := p.OpenContext(ctx, 1)
+		s, err := p.Open(ctx, 1)
 		if s != nil {
 			s.Close()
 		}
@@ -88,7 +89,7 @@ func TestOpenContextHandedThenCancelled(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		got := make(chan error, 1)
 		go func() {
-			s, err := p.OpenContext(ctx, 1)
+			s, err := p.Open(ctx, 1)
 			if s != nil {
 				s.Close()
 			}
@@ -109,21 +110,24 @@ func TestOpenContextHandedThenCancelled(t *testing.T) {
 	}
 }
 
-// TestWorkerSettingsFromDefault: settings a caller leaves zero take the
-// one declaration in config.Default (the boot timeout used to be 120s in
-// the CLI and 60s here), and the rest pass through unchanged.
-func TestWorkerSettingsFromDefault(t *testing.T) {
-	def := config.Default().Worker
-	got := (&Config{Python: "py", App: "m:app", Env: []string{"A=1"}}).workerSettings()
-	if got.BootTimeout != def.BootTimeout || got.Threads != def.Threads || got.Interface != def.Interface {
-		t.Errorf("zero settings became BootTimeout %v Threads %d Interface %q; want config.Default's %v %d %q",
-			got.BootTimeout, got.Threads, got.Interface, def.BootTimeout, def.Threads, def.Interface)
+// TestStartRefusesIncompleteConfig: the supervisor declares no defaults
+// (the boot timeout used to be 120s in the CLI and 60s here and in the
+// worker): settings missing from the config.Worker are refused, naming
+// them, and so is a pool of no workers.
+func TestStartRefusesIncompleteConfig(t *testing.T) {
+	wc := fakeSettings(1, workertest.EnvMode+"=ready")
+	wc.BootTimeout = 0
+	p, err := Start(context.Background(), Config{Worker: wc, Workers: 1})
+	if err == nil {
+		p.Close()
+		t.Fatal("Start accepted a config.Worker without BootTimeout")
 	}
-	if got.Python != "py" || got.App != "m:app" || len(got.Env) != 1 {
-		t.Errorf("settings not passed through: %+v", got)
+	if !strings.Contains(err.Error(), "BootTimeout") {
+		t.Errorf("err = %v, want it to name BootTimeout", err)
 	}
-	got = (&Config{BootTimeout: time.Second, Threads: 3, Interface: "asgi", LimitConcurrency: 7, Loop: "asyncio", Lifespan: "off"}).workerSettings()
-	if got.BootTimeout != time.Second || got.Threads != 3 || got.Interface != "asgi" || got.LimitConcurrency != 7 || got.Loop != "asyncio" || got.Lifespan != "off" {
-		t.Errorf("explicit settings changed: %+v", got)
+	p, err = Start(context.Background(), Config{Worker: fakeSettings(1, workertest.EnvMode+"=ready")})
+	if err == nil {
+		p.Close()
+		t.Fatal("Start accepted Workers 0")
 	}
 }

@@ -22,7 +22,7 @@
 // request is never handed to it; Open retries on another worker when the
 // one it picked died meanwhile.
 //
-// Waiting: OpenContext waits in the queue until a slot is free or ctx
+// Waiting: Open waits in the queue until a slot is free or ctx
 // ends (then it leaves the queue, handing back a slot granted at the same
 // moment, with an error wrapping ctx.Err()). A request's context (the
 // engine cancels it when the client is known gone or the server stops

@@ -46,12 +46,11 @@ func loggedPool(t *testing.T, workers, capacity int, modeFile string) (*Pool, *s
 		t.Fatal(err)
 	}
 	p, err := Start(context.Background(), Config{
-		Python: os.Args[0], App: "app:application", Workers: workers, Threads: capacity,
-		Env: []string{workertest.EnvMode + "=ready", workertest.EnvCapacity + "=" + strconv.Itoa(capacity),
-			workertest.EnvModeFile + "=" + modeFile},
-		BootTimeout: 30 * time.Second,
-		Log:         slog.New(slog.NewTextHandler(log, nil)),
-		Output:      out,
+		Worker: fakeSettings(capacity, workertest.EnvMode+"=ready", workertest.EnvCapacity+"="+strconv.Itoa(capacity),
+			workertest.EnvModeFile+"="+modeFile),
+		Workers: workers,
+		Log:     slog.New(slog.NewTextHandler(log, nil)),
+		Output:  out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +87,7 @@ func roundTrip(t *testing.T, p *Pool) *worker.Worker {
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
 	for {
-		_, err := s.RecvUntil(nil, timeout.C)
+		_, err := s.RecvUntil(context.Background(), timeout.C)
 		if errors.Is(err, worker.ErrWake) {
 			t.Fatal("no answer within 30s")
 		}
@@ -143,7 +142,7 @@ func TestReplacementBootFailureRetried(t *testing.T) {
 	}
 	queued := make(chan error, 1)
 	go func() {
-		s, err := p.Open(10, nil)
+		s, err := p.Open(context.Background(), 10)
 		if err == nil {
 			s.Close()
 		}

@@ -16,35 +16,15 @@ import (
 
 // Config describes the worker pool.
 type Config struct {
-	// Python is the interpreter ("" = "python3").
-	Python string
-	// App is MODULE:CALLABLE.
-	App string
-	// Interface is "auto", "wsgi" or "asgi".
-	Interface string
-	// Workers is the number of worker processes (0 = 1).
+	// Worker is what every worker runs and how (config.Worker, from krait
+	// serve's settings), passed to each worker unchanged. There are no
+	// defaults here: Start refuses one without Python, App, Interface,
+	// Threads or BootTimeout (see worker.Config).
+	Worker config.Worker
+	// Workers is the number of worker processes (at least 1).
 	Workers int
-	// Threads is each worker's thread count (0 = 1).
-	Threads int
-	// LimitConcurrency caps the requests each ASGI worker runs at once
-	// (0 = unlimited); above it requests wait in the queue.
-	LimitConcurrency int
-	// Loop is the ASGI event loop: "auto", "asyncio" or "uvloop" ("" =
-	// the adapter's default).
-	Loop string
-	// Lifespan is the ASGI lifespan mode: "auto", "on" or "off" ("" =
-	// the adapter's default).
-	Lifespan string
-	// Chdir is the workers' working directory.
-	Chdir string
-	// PythonPath directories are added to the workers' sys.path.
-	PythonPath []string
-	// Env holds extra "KEY=VALUE" variables for the workers.
-	Env []string
 	// AdapterDir is where python.Install wrote the adapter.
 	AdapterDir string
-	// BootTimeout bounds a worker's import of the app.
-	BootTimeout time.Duration
 	// Log is the error log (nil = slog.Default()).
 	Log *slog.Logger
 	// Output receives the workers' stdout/stderr lines, prefixed with
@@ -60,11 +40,6 @@ var (
 	ErrQueueFull = errors.New("every worker is busy and the request queue is full")
 	// ErrClosed: the pool is shutting down (503).
 	ErrClosed = errors.New("worker pool is shutting down")
-	// ErrGone: the caller's client went away while it waited (Open's
-	// gone channel).
-	//
-	// Deprecated: OpenContext reports the end of its context instead.
-	ErrGone = errors.New("client went away while waiting for a worker")
 	// ErrUnavailable: no worker is running and the last attempt to start
 	// each one failed (the app no longer imports, EMFILE, ...): answer
 	// 503 instead of queueing for a worker that may never come.
@@ -92,12 +67,11 @@ func nextBackoff(b time.Duration) time.Duration {
 
 // Pool is a running set of workers.
 type Pool struct {
-	cfg      Config
-	settings config.Worker // what every worker runs, from cfg
-	log      *slog.Logger
-	ctx      context.Context // canceled by Shutdown/Close: aborts (re)starts
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // slot monitors
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context // canceled by Shutdown/Close: aborts (re)starts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // slot monitors
 
 	mu      sync.Mutex
 	slots   []*slot
@@ -139,8 +113,8 @@ var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant,
 // one fails to boot the others are killed and the error (wrapping a
 // *worker.BootError when the app failed to import) is returned.
 func Start(ctx context.Context, cfg Config) (*Pool, error) {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 1
+	if cfg.Workers < 1 {
+		return nil, fmt.Errorf("supervisor: Workers is %d, want at least 1", cfg.Workers)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -149,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		cfg.Output = NewLogWriter(cfg.Output, 0)
 	}
 	pctx, cancel := context.WithCancel(context.Background())
-	p := &Pool{cfg: cfg, settings: cfg.workerSettings(), log: cfg.Log, ctx: pctx, cancel: cancel}
+	p := &Pool{cfg: cfg, log: cfg.Log, ctx: pctx, cancel: cancel}
 	p.slots = make([]*slot, cfg.Workers)
 	for i := range p.slots {
 		p.slots[i] = &slot{id: i + 1}
@@ -206,31 +180,9 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	return p, nil
 }
 
-// workerSettings is the config.Worker each worker gets. Zero Interface,
-// Threads and BootTimeout take config.Default's values, the one place
-// they are declared.
-func (c *Config) workerSettings() config.Worker {
-	def := config.Default().Worker
-	wc := config.Worker{
-		App: c.App, Threads: c.Threads, Python: c.Python, Chdir: c.Chdir,
-		PythonPath: c.PythonPath, Env: c.Env, Interface: c.Interface, Loop: c.Loop,
-		Lifespan: c.Lifespan, LimitConcurrency: c.LimitConcurrency, BootTimeout: c.BootTimeout,
-	}
-	if wc.Interface == "" {
-		wc.Interface = def.Interface
-	}
-	if wc.Threads <= 0 {
-		wc.Threads = def.Threads
-	}
-	if wc.BootTimeout <= 0 {
-		wc.BootTimeout = def.BootTimeout
-	}
-	return wc
-}
-
 func (p *Pool) workerConfig(sl *slot, gen int) worker.Config {
 	return worker.Config{
-		Worker: p.settings, ID: sl.id, AdapterDir: p.cfg.AdapterDir,
+		Worker: p.cfg.Worker, ID: sl.id, AdapterDir: p.cfg.AdapterDir,
 		Output: p.cfg.Output, Log: p.log,
 		OnRelease: func() { p.release(sl, gen) },
 	}
@@ -389,28 +341,15 @@ func (p *Pool) failWaitersLocked(err error) {
 	p.waiting = 0
 }
 
-// Open is OpenContext with a gone function instead of a context: gone,
-// when not nil, is called only if the caller has to wait, and its channel
-// closing makes the caller leave the queue with ErrGone.
-//
-// Deprecated: use OpenContext.
-func (p *Pool) Open(maxQueue int, gone func() <-chan struct{}) (*worker.Stream, error) {
-	return p.open(context.Background(), maxQueue, gone)
-}
-
-// OpenContext reserves a slot on the least-loaded worker, waiting in the
-// queue when none is free, and opens a stream on it. maxQueue bounds the
-// callers that may wait (0 = none: fail with ErrQueueFull at once). When
-// ctx ends while the caller waits, it leaves the queue (a slot handed to
-// it meanwhile goes back) with an error wrapping ctx.Err(). ctx.Done is
+// Open reserves a slot on the least-loaded worker, waiting in the queue
+// when none is free, and opens a stream on it. maxQueue bounds the callers
+// that may wait (0 = none: fail with ErrQueueFull at once). When ctx ends
+// while the caller waits, it leaves the queue (a slot handed to it
+// meanwhile goes back) with an error wrapping ctx.Err(). ctx.Done is
 // asked for only if the caller has to wait.
-func (p *Pool) OpenContext(ctx context.Context, maxQueue int) (*worker.Stream, error) {
-	return p.open(ctx, maxQueue, nil)
-}
-
-func (p *Pool) open(ctx context.Context, maxQueue int, gone func() <-chan struct{}) (*worker.Stream, error) {
+func (p *Pool) Open(ctx context.Context, maxQueue int) (*worker.Stream, error) {
 	for attempt := 0; ; attempt++ {
-		g, err := p.acquire(ctx, maxQueue, gone)
+		g, err := p.acquire(ctx, maxQueue)
 		if err != nil {
 			return nil, err
 		}
@@ -432,7 +371,7 @@ func (p *Pool) open(ctx context.Context, maxQueue int, gone func() <-chan struct
 	}
 }
 
-func (p *Pool) acquire(ctx context.Context, maxQueue int, gone func() <-chan struct{}) (grant, error) {
+func (p *Pool) acquire(ctx context.Context, maxQueue int) (grant, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -468,22 +407,15 @@ func (p *Pool) acquire(ctx context.Context, maxQueue int, gone func() <-chan str
 	p.mu.Unlock()
 	queued := time.Now()
 
-	var goneCh <-chan struct{}
-	if gone != nil {
-		goneCh = gone()
-	}
-	leave := ErrGone
 	select {
 	case g := <-wt.ch:
 		p.stats.observeWait(time.Since(queued))
 		waiterPool.Put(wt)
 		return g, g.err
-	case <-goneCh:
-		p.stats.observeWait(time.Since(queued))
 	case <-ctx.Done():
 		p.stats.observeWait(time.Since(queued))
-		leave = waitErr(ctx)
 	}
+	leave := waitErr(ctx)
 	p.mu.Lock()
 	if !wt.handed {
 		// Left in the queue, skipped when reached; not reused.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/worker"
 	"github.com/krait-server/krait/internal/worker/workertest"
 )
@@ -18,13 +19,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// fakeSettings is what krait serve would pass (config.Default), running
+// the fake worker (this test binary) with threads threads and env.
+func fakeSettings(threads int, env ...string) config.Worker {
+	wc := config.Default().Worker
+	wc.Python, wc.App, wc.Threads, wc.Env = os.Args[0], "app:application", threads, env
+	wc.BootTimeout = 30 * time.Second
+	return wc
+}
+
 func fakePool(t *testing.T, workers, capacity int, env ...string) *Pool {
 	t.Helper()
 	env = append(env, workertest.EnvMode+"=ready", workertest.EnvCapacity+"="+strconv.Itoa(capacity))
-	p, err := Start(context.Background(), Config{
-		Python: os.Args[0], App: "app:application", Workers: workers, Threads: capacity,
-		Env: env, BootTimeout: 30 * time.Second,
-	})
+	p, err := Start(context.Background(), Config{Worker: fakeSettings(capacity, env...), Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +53,7 @@ func recvErr(t *testing.T, what string, ch <-chan error) error {
 	}
 }
 
-// openWithin is p.Open(maxQueue, nil) failing the test with a message
+// openWithin is p.Open(context.Background(), maxQueue) failing the test with a message
 // when Open does not return within 30s (a queue bug that parks the
 // caller must show in seconds, not at the test binary's timeout).
 func openWithin(t *testing.T, p *Pool, maxQueue int) (*worker.Stream, error) {
@@ -57,7 +64,7 @@ func openWithin(t *testing.T, p *Pool, maxQueue int) (*worker.Stream, error) {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		s, err := p.Open(maxQueue, nil)
+		s, err := p.Open(context.Background(), maxQueue)
 		ch <- res{s, err}
 	}()
 	select {
@@ -82,10 +89,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestStartBootError(t *testing.T) {
-	_, err := Start(context.Background(), Config{
-		Python: os.Args[0], App: "app", Workers: 3,
-		Env: []string{workertest.EnvMode + "=import-error"},
-	})
+	wc := fakeSettings(1, workertest.EnvMode+"=import-error")
+	wc.App = "app"
+	_, err := Start(context.Background(), Config{Worker: wc, Workers: 3})
 	var be *worker.BootError
 	if !errors.As(err, &be) || !strings.Contains(be.Message, "SyntaxError") {
 		t.Fatalf("err = %v, want a BootError with SyntaxError", err)
@@ -103,7 +109,7 @@ func TestQueue(t *testing.T) {
 	}
 	got := make(chan error, 1)
 	go func() {
-		s, err := p.Open(1, nil)
+		s, err := p.Open(context.Background(), 1)
 		if err == nil {
 			s.Close()
 		}
@@ -131,21 +137,21 @@ func TestQueueGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan error, 1)
 	go func() {
-		_, err := p.Open(1, func() <-chan struct{} { return gone })
+		_, err := p.Open(ctx, 1)
 		got <- err
 	}()
 	waitFor(t, "a waiter", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.waiting == 1 })
-	close(gone)
-	if err := recvErr(t, "the waiter to leave the queue", got); !errors.Is(err, ErrGone) {
-		t.Fatalf("err = %v, want ErrGone", err)
+	cancel() // the client went away: the engine cancels the request's context
+	if err := recvErr(t, "the waiter to leave the queue", got); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	// The canceled waiter no longer counts and is skipped.
 	got2 := make(chan error, 1)
 	go func() {
-		s, err := p.Open(1, nil)
+		s, err := p.Open(context.Background(), 1)
 		if err == nil {
 			s.Close()
 		}

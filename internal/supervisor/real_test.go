@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/krait-server/krait/internal/config"
 	"github.com/krait-server/krait/internal/dispatch"
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/supervisor"
@@ -62,9 +63,11 @@ func realConfig(t *testing.T, app string) supervisor.Config {
 	if err := os.WriteFile(filepath.Join(dir, "tinyapp.py"), []byte(app), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	wc := config.Default().Worker
+	wc.Python, wc.App, wc.Interface, wc.Threads, wc.Chdir = py, "tinyapp:application", "wsgi", 2, dir
+	wc.BootTimeout = 60 * time.Second
 	return supervisor.Config{
-		Python: py, App: "tinyapp:application", Interface: "wsgi", Workers: 1, Threads: 2,
-		Chdir: dir, AdapterDir: adapter, BootTimeout: 60 * time.Second,
+		Worker: wc, Workers: 1, AdapterDir: adapter,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Output: &lockedBuffer{},
 	}
 }
@@ -106,7 +109,7 @@ func TestRealWorkerRequest(t *testing.T) {
 		ProtoMajor: 1, ProtoMinor: 1, Host: []byte("localhost:8000"),
 		Headers:       []exchange.Header{{Name: []byte("Host"), Value: []byte("localhost:8000")}},
 		ContentLength: int64(len(body)), Body: strings.NewReader(body), Scheme: "http",
-		RemoteAddr: "127.0.0.1", RemotePort: 40000, Gone: func() <-chan struct{} { return nil },
+		RemoteAddr: "127.0.0.1", RemotePort: 40000, Watch: func() {},
 	}
 	for i := 0; i < 3; i++ {
 		r.Body = strings.NewReader(body)

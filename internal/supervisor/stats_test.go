@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"syscall"
 	"testing"
@@ -40,7 +41,7 @@ func TestStatsWorkersQueueAndRestarts(t *testing.T) {
 	}
 	got := make(chan error, 1)
 	go func() {
-		s, err := p.Open(1, nil)
+		s, err := p.Open(context.Background(), 1)
 		if err == nil {
 			s.Close()
 		}
@@ -81,7 +82,7 @@ func TestStatsWorkersQueueAndRestarts(t *testing.T) {
 	if st := p.Stats(); st.Ready() || !st.Closed {
 		t.Errorf("closed pool: ready %v closed %v", st.Ready(), st.Closed)
 	}
-	if _, err := p.Open(0, nil); !errors.Is(err, ErrClosed) {
+	if _, err := p.Open(context.Background(), 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Open after Close: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ func MatchBinds(ctx context.Context, binds []config.Bind, ls []Listener) (byBind
 	for i, b := range binds {
 		for j, l := range ls {
 			if !taken[j] && matches(ctx, b, l.Addr()) {
-				byBind[i] = l
+				byBind[i] = l.Listener
 				taken[j] = true
 				break
 			}

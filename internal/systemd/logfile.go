@@ -6,18 +6,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
 // LogFile is a log file opened for appending that Reopen can swap for a
 // new file at the same path: logrotate renames the file, then krait gets
-// SIGUSR1 and writes on into a new one. Writes and Reopen are serialised
-// by one mutex, so no line is split between the two files.
+// SIGUSR1 and writes on into a new one. No lock is held across a write:
+// a write blocked on a stuck destination (a FIFO nobody reads) must not
+// stop Close, which unblocks it, as closing an *os.File does. A write
+// that loses the race with Reopen's close of the old file is retried once
+// on the new one, so no line is lost to a rotation.
 type LogFile struct {
-	mu   sync.Mutex
 	path string
-	f    *os.File
+	cur  atomic.Pointer[os.File]
 }
 
 // OpenLogFile opens (creating it, mode 0644) path for appending.
@@ -26,7 +28,9 @@ func OpenLogFile(path string) (*LogFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LogFile{path: path, f: f}, nil
+	l := &LogFile{path: path}
+	l.cur.Store(f)
+	return l, nil
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -35,32 +39,30 @@ func openAppend(path string) (*os.File, error) {
 
 // Write appends p to the current file.
 func (l *LogFile) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Write(p)
+	f := l.cur.Load()
+	n, err := f.Write(p)
+	if errors.Is(err, os.ErrClosed) && n == 0 {
+		if g := l.cur.Load(); g != f {
+			return g.Write(p) // Reopen closed f under us
+		}
+	}
+	return n, err
 }
 
-// Reopen opens the path anew and closes the old file. When the new open
-// fails (after a privilege drop krait may not create files in the log
-// directory), logging continues into the old file and the error says why.
+// Reopen opens the path anew, makes it the current file and closes the
+// old one. When the new open fails (after a privilege drop krait may not
+// create files in the log directory), logging continues into the old
+// file and the error says why.
 func (l *LogFile) Reopen() error {
 	f, err := openAppend(l.path)
 	if err != nil {
 		return fmt.Errorf("reopening %s: %w", l.path, err)
 	}
-	l.mu.Lock()
-	old := l.f
-	l.f = f
-	l.mu.Unlock()
-	return old.Close()
+	return l.cur.Swap(f).Close()
 }
 
-// Close closes the current file.
-func (l *LogFile) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.f.Close()
-}
+// Close closes the current file; a write blocked on it returns.
+func (l *LogFile) Close() error { return l.cur.Load().Close() }
 
 // Path is the file's path.
 func (l *LogFile) Path() string { return l.path }

@@ -95,14 +95,23 @@ func (n *Notifier) Watchdog(ctx context.Context, interval time.Duration, healthy
 	}
 	t := time.NewTicker(interval / 2)
 	defer t.Stop()
+	wasHealthy := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if !healthy() {
-			log.Warn("watchdog: not healthy (no worker ready), not pinging the service manager")
+		ok := healthy()
+		if ok != wasHealthy { // log transitions, not every tick
+			if ok {
+				log.Info("watchdog: a worker is ready again, pinging the service manager")
+			} else {
+				log.Warn("watchdog: no worker ready, not pinging the service manager", "watchdog", interval.String())
+			}
+			wasHealthy = ok
+		}
+		if !ok {
 			continue
 		}
 		if err := n.Send(ctx, "WATCHDOG=1"); err != nil && ctx.Err() == nil {

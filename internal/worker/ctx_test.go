@@ -50,7 +50,7 @@ func endAfterReset(t *testing.T, s *worker.Stream) {
 	s.Reset()
 	err := boundedErr(t, "Recv after Reset", func() error {
 		for {
-			if _, err := s.RecvContext(context.Background()); err != nil {
+			if _, err := s.Recv(context.Background()); err != nil {
 				return err
 			}
 		}
@@ -112,20 +112,20 @@ func checkWraps(t *testing.T, what string, err error, want []error) {
 	}
 }
 
-// TestRecvContext: RecvContext and RecvUntilContext end their wait with an
+// TestRecvContext: Recv and RecvUntil end their wait with an
 // error wrapping ctx.Err() (and its cause) when the context ends.
-func TestRecvContext(t *testing.T) {
+func TestRecv(t *testing.T) {
 	w := startFake(t, nil)
 	for _, tc := range ctxCases() {
 		s := openWaiting(t, w)
 		ctx, cancel := tc.make()
-		err := boundedErr(t, "RecvContext", func() error { _, err := s.RecvContext(ctx); return err })
-		checkWraps(t, "RecvContext "+tc.name, err, tc.want)
+		err := boundedErr(t, "Recv", func() error { _, err := s.Recv(ctx); return err })
+		checkWraps(t, "Recv "+tc.name, err, tc.want)
 		cancel()
 
 		ctx, cancel = tc.make()
-		err = boundedErr(t, "RecvUntilContext", func() error { _, err := s.RecvUntilContext(ctx, nil); return err })
-		checkWraps(t, "RecvUntilContext "+tc.name, err, tc.want)
+		err = boundedErr(t, "RecvUntil", func() error { _, err := s.RecvUntil(ctx, nil); return err })
+		checkWraps(t, "RecvUntil "+tc.name, err, tc.want)
 		cancel()
 		endAfterReset(t, s)
 	}
@@ -153,40 +153,40 @@ func TestRecvContextFramesFirst(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	b, err := s.RecvContext(ctx)
+	b, err := s.Recv(ctx)
 	if err != nil || len(b) == 0 {
-		t.Fatalf("RecvContext with frames pending and ctx cancelled: %d bytes, %v; want the frames", len(b), err)
+		t.Fatalf("Recv with frames pending and ctx cancelled: %d bytes, %v; want the frames", len(b), err)
 	}
 	if h, _ := wire.ParseHeader(b); h.Type != wire.Response {
 		t.Errorf("first frame %s, want RESPONSE", h.Type)
 	}
-	if _, err := s.RecvContext(ctx); err != io.EOF {
-		t.Errorf("RecvContext after the last frame: %v, want io.EOF", err)
+	if _, err := s.Recv(ctx); err != io.EOF {
+		t.Errorf("Recv after the last frame: %v, want io.EOF", err)
 	}
 }
 
 // TestAcquireSendWindowContext: a body sender waiting for window credit
 // the worker never grants leaves with an error wrapping ctx.Err().
-func TestAcquireSendWindowContext(t *testing.T) {
+func TestAcquireSendWindow(t *testing.T) {
 	w := startFake(t, nil)
 	for _, tc := range ctxCases() {
 		s := openWaiting(t, w)
 		// Take the whole initial window: the next call has to wait.
-		if n, err := s.AcquireSendWindowContext(context.Background(), wire.InitialWindow); err != nil || n != wire.InitialWindow {
-			t.Fatalf("first AcquireSendWindowContext: %d, %v; want %d, nil", n, err, wire.InitialWindow)
+		if n, err := s.AcquireSendWindow(context.Background(), wire.InitialWindow); err != nil || n != wire.InitialWindow {
+			t.Fatalf("first AcquireSendWindow: %d, %v; want %d, nil", n, err, wire.InitialWindow)
 		}
 		ctx, cancel := tc.make()
 		var n int
-		err := boundedErr(t, "AcquireSendWindowContext", func() error {
+		err := boundedErr(t, "AcquireSendWindow", func() error {
 			var err error
-			n, err = s.AcquireSendWindowContext(ctx, 1)
+			n, err = s.AcquireSendWindow(ctx, 1)
 			return err
 		})
 		cancel()
 		if n != 0 {
 			t.Errorf("%s: took %d bytes of a closed window", tc.name, n)
 		}
-		checkWraps(t, "AcquireSendWindowContext "+tc.name, err, tc.want)
+		checkWraps(t, "AcquireSendWindow "+tc.name, err, tc.want)
 		if errors.Is(err, worker.ErrStreamDone) {
 			t.Errorf("%s: %v: the stream is not done", tc.name, err)
 		}

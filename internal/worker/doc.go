@@ -33,14 +33,14 @@
 // error); the send window is taken with AcquireSendWindow before body
 // bytes are sent. The fake worker in workertest enforces the same.
 //
-// Waits take a context: RecvContext, RecvUntilContext and
-// AcquireSendWindowContext end with an error wrapping ctx.Err() (and its
-// cause) when ctx ends first, leaving the stream as it is (the caller
-// resets it); frames already received are returned before that error.
-// They select on ctx.Done() beside the stream's own channels and start
-// no goroutine; context.Background's nil Done costs nothing. (Recv,
-// RecvUntil and AcquireSendWindow without a context remain until their
-// callers move.)
+// Waits take a context (the request's: cancelled when its client is
+// known gone or the server stops hard, and where a per-request deadline
+// goes): Recv, RecvUntil and AcquireSendWindow end with an error wrapping
+// ctx.Err() (and its cause) when ctx ends first, leaving the stream as it
+// is (the caller resets it); frames already received, and the stream's
+// end, are returned before that error. They select on ctx.Done() beside
+// the stream's own channels and start no goroutine; context.Background's
+// nil Done costs nothing.
 //
 // Settings: Config embeds config.Worker, passed whole from krait serve's
 // settings; this package declares no default of its own, and Start

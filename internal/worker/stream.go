@@ -141,18 +141,11 @@ func (s *Stream) Send(frames []byte) error {
 	return nil
 }
 
-// AcquireSendWindow is AcquireSendWindowContext without a context.
-//
-// Deprecated: use AcquireSendWindowContext.
-func (s *Stream) AcquireSendWindow(max int) (int, error) {
-	return s.AcquireSendWindowContext(context.Background(), max)
-}
-
-// AcquireSendWindowContext waits until the stream's send window is open
+// AcquireSendWindow waits until the stream's send window is open
 // and takes up to max bytes of it. It returns ErrStreamDone when the
 // worker no longer wants the body, an ErrWorkerDied error, or, when ctx
 // ends first, an error wrapping ctx.Err().
-func (s *Stream) AcquireSendWindowContext(ctx context.Context, max int) (int, error) {
+func (s *Stream) AcquireSendWindow(ctx context.Context, max int) (int, error) {
 	for {
 		s.mu.Lock()
 		switch {
@@ -191,29 +184,16 @@ func (s *Stream) waitErr(ctx context.Context, what string) error {
 	return fmt.Errorf("stream %d: %s: %w", s.id, what, err)
 }
 
-// ErrClientGone is returned by Recv when its gone channel closed.
-//
-// Deprecated: RecvContext reports the end of its context instead.
-var ErrClientGone = errors.New("client went away")
-
-// Recv is RecvContext with a gone channel instead of a context: if gone
-// (which may be nil) closes while it waits, it returns ErrClientGone.
-//
-// Deprecated: use RecvContext.
-func (s *Stream) Recv(gone <-chan struct{}) ([]byte, error) {
-	return s.recv(context.Background(), gone, nil)
-}
-
-// RecvContext waits for frames from the worker and returns every frame
-// that has arrived, as raw frames (header and payload, see
-// wire.ParseHeader). The bytes are valid until the next Recv. After the
-// frame that ends the stream (END_STREAM or RESET) it returns io.EOF;
-// when the worker died it returns an error wrapping ErrWorkerDied (after
-// any frames that arrived before). When ctx ends while it waits (frames
-// already there are returned first) it returns an error wrapping
-// ctx.Err(); the stream is left as it is (the caller resets it).
-func (s *Stream) RecvContext(ctx context.Context) ([]byte, error) {
-	return s.recv(ctx, nil, nil)
+// Recv waits for frames from the worker and returns every frame that has
+// arrived, as raw frames (header and payload, see wire.ParseHeader). The
+// bytes are valid until the next Recv. After the frame that ends the
+// stream (END_STREAM or RESET) it returns io.EOF; when the worker died it
+// returns an error wrapping ErrWorkerDied (after any frames that arrived
+// before). When ctx ends while it waits (frames already there are
+// returned first) it returns an error wrapping ctx.Err(); the stream is
+// left as it is (the caller resets it).
+func (s *Stream) Recv(ctx context.Context) ([]byte, error) {
+	return s.recv(ctx, nil)
 }
 
 // ErrWake is returned by RecvUntil when its wake channel fired.
@@ -221,21 +201,13 @@ var ErrWake = errors.New("wake-up time reached")
 
 // RecvUntil is Recv that also returns ErrWake, without frames, when wake
 // (which may be nil) fires while it waits.
-//
-// Deprecated: use RecvUntilContext.
-func (s *Stream) RecvUntil(gone <-chan struct{}, wake <-chan time.Time) ([]byte, error) {
-	return s.recv(context.Background(), gone, wake)
-}
-
-// RecvUntilContext is RecvContext that also returns ErrWake, without
-// frames, when wake (which may be nil) fires while it waits.
-func (s *Stream) RecvUntilContext(ctx context.Context, wake <-chan time.Time) ([]byte, error) {
-	return s.recv(ctx, nil, wake)
+func (s *Stream) RecvUntil(ctx context.Context, wake <-chan time.Time) ([]byte, error) {
+	return s.recv(ctx, wake)
 }
 
 // recv is the one receive loop. A nil channel (context.Background's Done
 // among them) never fires, so an unused case costs nothing.
-func (s *Stream) recv(ctx context.Context, gone <-chan struct{}, wake <-chan time.Time) ([]byte, error) {
+func (s *Stream) recv(ctx context.Context, wake <-chan time.Time) ([]byte, error) {
 	for {
 		s.mu.Lock()
 		if len(s.in) > 0 {
@@ -260,8 +232,6 @@ func (s *Stream) recv(ctx context.Context, gone <-chan struct{}, wake <-chan tim
 		case <-s.notify:
 		case <-ctx.Done():
 			return nil, s.waitErr(ctx, "waiting for the worker")
-		case <-gone:
-			return nil, ErrClientGone
 		case <-wake:
 			return nil, ErrWake
 		}

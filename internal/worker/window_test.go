@@ -22,7 +22,7 @@ func recvNoCredit(t *testing.T, s *worker.Stream) (int, error) {
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()
 	for {
-		b, err := s.RecvUntil(nil, timeout.C)
+		b, err := s.RecvUntil(context.Background(), timeout.C)
 		if errors.Is(err, worker.ErrWake) {
 			t.Fatalf("the stream did not end within 30s (%d body bytes so far)", n)
 		}
@@ -116,7 +116,7 @@ func TestSendWindowCharged(t *testing.T) {
 	go func() {
 		chunk := bytes.Repeat([]byte("z"), 64<<10)
 		for sent := 0; sent < n; {
-			m, err := s.AcquireSendWindow(min(len(chunk), n-sent))
+			m, err := s.AcquireSendWindow(context.Background(), min(len(chunk), n-sent))
 			if err != nil {
 				sendErr <- err
 				return

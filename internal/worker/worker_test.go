@@ -140,7 +140,7 @@ func collect(t *testing.T, s *worker.Stream) ([]wire.Type, []byte, error) {
 	var types []wire.Type
 	var body []byte
 	for {
-		b, err := s.Recv(nil)
+		b, err := s.Recv(context.Background())
 		if err != nil {
 			if err == io.EOF {
 				err = nil
@@ -238,7 +238,7 @@ func TestRequestBodyEcho(t *testing.T) {
 	go func() {
 		chunk := bytes.Repeat([]byte("y"), 100000)
 		for sent := 0; sent < n; {
-			m, err := s.AcquireSendWindow(min(len(chunk), n-sent))
+			m, err := s.AcquireSendWindow(context.Background(), min(len(chunk), n-sent))
 			if err != nil {
 				t.Error(err)
 				return
@@ -291,7 +291,7 @@ func TestResetWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Reset()
-	if _, err := s.Recv(nil); err != io.EOF {
+	if _, err := s.Recv(context.Background()); err != io.EOF {
 		t.Fatalf("Recv after Reset: %v", err)
 	}
 	s.Close()
@@ -350,7 +350,7 @@ func TestShutdownTimeoutKills(t *testing.T) {
 	if err := w.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if _, err := s.Recv(nil); !errors.Is(err, worker.ErrWorkerDied) {
+	if _, err := s.Recv(context.Background()); !errors.Is(err, worker.ErrWorkerDied) {
 		t.Fatalf("Recv: %v", err)
 	}
 	s.Close()

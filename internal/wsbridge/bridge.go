@@ -155,14 +155,16 @@ func nextFrame(b []byte) (h wire.Header, p, rest []byte) {
 // invalid (codec.ErrApp), returned as err, nothing written yet. The caller
 // closes s.
 func (br *Bridge) Serve(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream) (deny []byte, err error) {
-	var gone <-chan struct{}
-	if r.Gone != nil {
-		gone = r.Gone()
+	// Watched from the start: an app may take its time to accept, and a
+	// handshake is rare enough that the watcher's cost does not matter.
+	ctx := r.Context()
+	if r.Watch != nil {
+		r.Watch()
 	}
-	b, rerr := s.Recv(gone)
+	b, rerr := s.Recv(ctx)
 	switch {
-	case errors.Is(rerr, worker.ErrClientGone):
-		br.log.Debug("the WebSocket client went away before the app accepted")
+	case rerr != nil && ctx.Err() != nil && errors.Is(rerr, ctx.Err()):
+		br.log.Debug("the WebSocket client went away (or the server stopped) before the app accepted")
 		br.drain(s, closeAbnormal, "")
 		w.Abort()
 		return nil, nil
@@ -250,7 +252,7 @@ func (br *Bridge) accept(w exchange.ResponseWriter, r *exchange.Request, s *work
 		return nil
 	}
 	c.SetReadLimit(br.cfg.MaxSize)
-	br.session(c, s, rest)
+	br.session(r.Context(), c, s, rest)
 	return nil
 }
 

@@ -65,9 +65,8 @@ func newWSEnv(t *testing.T, cfg wsbridge.Config) *wsEnv {
 	out := &output{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := supervisor.Start(context.Background(), supervisor.Config{
-		Python: os.Args[0], App: "app:application", Workers: 1,
-		Env: []string{workertest.EnvMode + "=ready", workertest.EnvCapacity + "=4", workertest.EnvInterface + "=asgi"},
-		Log: log, Output: out,
+		Worker:  workertest.Settings(1, workertest.EnvMode+"=ready", workertest.EnvCapacity+"=4", workertest.EnvInterface+"=asgi"),
+		Workers: 1, Log: log, Output: out,
 	})
 	if err != nil {
 		t.Fatal(err)

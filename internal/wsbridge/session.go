@@ -27,11 +27,14 @@ func (br *Bridge) sendClose(s *worker.Stream, code int, reason string) {
 }
 
 // drain tells the worker the connection is gone and waits for it to end
-// the stream, returning credit for what it still sends.
+// the stream, returning credit for what it still sends. The wait takes no
+// request context: it runs when the client (or the server) is already
+// gone, and the worker, told to close, ends the stream itself (or is
+// killed at the graceful timeout).
 func (br *Bridge) drain(s *worker.Stream, code int, reason string) {
 	br.sendClose(s, code, reason)
 	for {
-		b, err := s.Recv(nil)
+		b, err := s.Recv(context.Background())
 		if err != nil {
 			return
 		}
@@ -70,15 +73,16 @@ func (f *wsFailed) get() (code int, reason string) {
 }
 
 // wsSession bridges an accepted WebSocket connection and its stream until
-// the stream ends. first holds frames that arrived with WS_ACCEPT.
-func (br *Bridge) session(c *websocket.Conn, s *worker.Stream, first []byte) {
+// the stream ends, or the request's context rctx ends (the server stopped
+// hard). first holds frames that arrived with WS_ACCEPT.
+func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Stream, first []byte) {
 	if !br.track(c) {
 		_ = c.Close(closeRestart, "server shutting down")
 		br.drain(s, closeRestart, "server shutting down")
 		return
 	}
 	defer br.untrack(c)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(rctx)
 	var failed wsFailed
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -112,9 +116,13 @@ func (br *Bridge) session(c *websocket.Conn, s *worker.Stream, first []byte) {
 	for {
 		if len(b) == 0 {
 			var err error
-			b, err = s.Recv(nil)
+			b, err = s.Recv(ctx)
 			if err == io.EOF {
 				return // we reset the stream
+			}
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				br.log.Debug("the server stopped during a WebSocket session")
+				return // the caller resets the stream
 			}
 			if err != nil {
 				br.log.Warn("the worker died during a WebSocket session", "err", err)
@@ -256,8 +264,8 @@ func (br *Bridge) readLoop(ctx context.Context, c *websocket.Conn, s *worker.Str
 			for {
 				m := 0
 				if n > 0 {
-					if m, err = s.AcquireSendWindow(n); err != nil {
-						return // the worker ended the stream or died
+					if m, err = s.AcquireSendWindow(ctx, n); err != nil {
+						return // the worker ended the stream or died, or the session ended
 					}
 				}
 				fl := flags

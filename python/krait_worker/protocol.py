@@ -327,8 +327,10 @@ class Dispatcher:
 
     def __init__(self):
         self.fb = FrameBuffer()
+        # id -> stream for every stream W has not ended: its length is the
+        # number of requests in flight, which K keeps within capacity.
         self.streams = {}
-        self.last_id = 0
+        self.last_id = 0  # highest id K opened: ids above it are unknown
         self.shutting_down = False
 
     def write(self, data):

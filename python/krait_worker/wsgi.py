@@ -727,9 +727,11 @@ class InlineWorker(Worker):
 class ThreadedWorker(Worker):
     """--threads N > 1: the main thread reads frames, N threads run the app.
 
-    Stream state is guarded by self.lock, held across dispatch() and
-    _done(); socket writes are serialized by send_lock, which is never held
-    while waiting for self.lock.
+    Stream state and the stream table are guarded by self.lock, held
+    across dispatch() and _done(); socket writes are serialized by
+    send_lock. Lock order: self.lock, then send_lock (dispatch() refusing a
+    request after SHUTDOWN writes under self.lock); nothing takes self.lock
+    while holding send_lock.
     """
 
     threaded = True

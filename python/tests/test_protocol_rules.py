@@ -14,19 +14,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fakek import (  # noqa: E402
-    DATA,
-    END_STREAM,
-    INITIAL_WINDOW,
-    REQUEST,
-    RESET,
-    RESPONSE,
-    SHUTDOWN,
-    U32,
-    WINDOW,
-    FakeK,
-    environ,
-)
+from fakek import FakeK, environ  # noqa: E402
+from fakek import DATA, END_STREAM, INITIAL_WINDOW, REQUEST, RESET, RESPONSE  # noqa: E402
+from fakek import SHUTDOWN, U32, WINDOW  # noqa: E402
 from test_asgi import WS_CLOSE, WS_MESSAGE, scope  # noqa: E402
 
 # The two streams every violation case opens first: A's app waits for its
@@ -59,15 +49,20 @@ class Rules:
         k.send(REQUEST, 0, A, self.payload("/read"))
         k.send(REQUEST, 0, B, self.payload("/hold"))
 
-    def assert_protocol_error(self, k, message):
-        # The worker exits as soon as it decodes the frame: a worker still
-        # running after EXIT_WAIT seconds accepted it.
+    def wait_exit(self, k, want):
+        """The worker's (status, stderr) once it exited, which it must do
+        within EXIT_WAIT seconds; want says why it should."""
         try:
             k.proc.wait(EXIT_WAIT)
         except subprocess.TimeoutExpired:
-            self.fail("the worker did not exit within %d s; want a protocol error %r"
-                      % (EXIT_WAIT, message))
+            self.fail("the worker did not exit within %d s; want %s" % (EXIT_WAIT, want))
         status, _, err = k.wait()
+        return status, err
+
+    def assert_protocol_error(self, k, message):
+        # The worker exits as soon as it decodes the frame: a worker still
+        # running after EXIT_WAIT seconds accepted it.
+        status, err = self.wait_exit(k, "a protocol error %r" % message)
         self.assertEqual(status, 70, err)
         self.assertIn("protocol error: " + message, err)
 
@@ -126,7 +121,7 @@ class Rules:
             k.send(REQUEST, END_STREAM, sid, self.payload("/hello"))
             self.assertEqual(k.response(sid).body, b"Hello world!")
         k.send(SHUTDOWN, 0, 0)
-        status, _, err = k.wait()
+        status, err = self.wait_exit(k, "exit 0 after SHUTDOWN")
         self.assertEqual(status, 0, err)
         self.assertNotIn("protocol error", err)
 
@@ -135,7 +130,7 @@ class Rules:
         k.send(REQUEST, END_STREAM, A, self.payload("/hello"))
         self.assertEqual(k.response(A).body, b"Hello world!")
         k.send(SHUTDOWN, 0, 0)
-        status, _, err = k.wait()
+        status, err = self.wait_exit(k, "exit 0 after SHUTDOWN")
         self.assertEqual(status, 0, err)
 
     def test_shutdown_refuses_new_requests_and_drains(self):
@@ -148,7 +143,7 @@ class Rules:
         self.assertIsNone(refused.status)
         k.send(DATA, END_STREAM, A, b"abc")
         self.assertEqual(k.response(A).body, b"3")
-        status, _, err = k.wait()
+        status, err = self.wait_exit(k, "exit 0 after SHUTDOWN")
         self.assertEqual(status, 0, err)
 
 
