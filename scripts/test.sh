@@ -56,7 +56,7 @@ else
 	echo "$venv is up to date with $(basename "$req")"
 fi
 
-start_phase "test tools: pebble (ACME test CA) and h2spec (HTTP/2 conformance)"
+start_phase "test tools: pebble (ACME test CA), h2spec (HTTP/2 conformance), chromium (browser test)"
 # The integration tests drive these; KRAIT_REQUIRE_TOOLS makes a missing one
 # fail its test instead of skipping it.
 tools=$root/.tools/bin
@@ -72,13 +72,24 @@ if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev
 		exit 1
 	fi
 fi
+# Headless Chromium drives the Django admin in integration/browser_test.go.
+if ! command -v chromium >/dev/null 2>&1; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing chromium with apt-get"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	else
+		echo "chromium is missing: install the Debian package chromium (needs root)" >&2
+		exit 1
+	fi
+fi
 h2spec_version=v2.2.1+incompatible
 if [ ! -x "$tools/h2spec" ]; then
 	echo "installing h2spec $h2spec_version into $tools"
 	GOBIN=$tools go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
 fi
 export KRAIT_REQUIRE_TOOLS=1
-echo "pebble: $(command -v pebble); h2spec: $tools/h2spec"
+echo "pebble: $(command -v pebble); h2spec: $tools/h2spec; chromium: $(command -v chromium)"
 
 start_phase "gofmt"
 # Tracked and new (not ignored) Go files; find(1) when this is no git checkout.

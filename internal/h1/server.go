@@ -243,6 +243,7 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
+		c.ctx.cancel()
 		_ = c.nc.Close()
 	}
 	return nil

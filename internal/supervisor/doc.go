@@ -28,9 +28,10 @@
 // engine cancels it when the client is known gone or the server stops
 // hard) therefore ends its wait; a deadline on it bounds the wait too.
 //
-// Settings: every worker gets the same config.Worker (the pool's
-// settings), built once at Start; zero Interface, Threads and BootTimeout
-// take config.Default's values, the one place they are declared.
+// Settings: every worker gets Config.Worker (krait serve's config.Worker)
+// unchanged. The supervisor declares no defaults (config.Default is the
+// one place): Start refuses Workers < 1, and a config.Worker missing a
+// required setting fails the first worker's start, naming it.
 //
 // Slot accounting: each worker serves at most its capacity (WSGI threads)
 // streams at once. Open picks the least-loaded live worker with a free

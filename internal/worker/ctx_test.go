@@ -114,7 +114,7 @@ func checkWraps(t *testing.T, what string, err error, want []error) {
 
 // TestRecvContext: Recv and RecvUntil end their wait with an
 // error wrapping ctx.Err() (and its cause) when the context ends.
-func TestRecv(t *testing.T) {
+func TestRecvContext(t *testing.T) {
 	w := startFake(t, nil)
 	for _, tc := range ctxCases() {
 		s := openWaiting(t, w)
@@ -167,7 +167,7 @@ func TestRecvContextFramesFirst(t *testing.T) {
 
 // TestAcquireSendWindowContext: a body sender waiting for window credit
 // the worker never grants leaves with an error wrapping ctx.Err().
-func TestAcquireSendWindow(t *testing.T) {
+func TestAcquireSendWindowContext(t *testing.T) {
 	w := startFake(t, nil)
 	for _, tc := range ctxCases() {
 		s := openWaiting(t, w)
