@@ -371,18 +371,18 @@ func (b *browser) stop(t *testing.T) {
 	<-b.done
 }
 
-// page is one tab in its own browser context (cookies, cache), attached
+// browserPage is one tab in its own browser context (cookies, cache), attached
 // with a flat CDP session.
-type page struct {
+type browserPage struct {
 	t       *testing.T
 	b       *browser
 	session string
 	diag    func() string // more to print on failure (krait's log)
 }
 
-func (b *browser) newPage(t *testing.T, diag func() string) *page {
+func (b *browser) newPage(t *testing.T, diag func() string) *browserPage {
 	t.Helper()
-	p := &page{t: t, b: b, diag: diag}
+	p := &browserPage{t: t, b: b, diag: diag}
 	var bc struct {
 		BrowserContextID string `json:"browserContextId"`
 	}
@@ -411,7 +411,7 @@ func (b *browser) newPage(t *testing.T, diag func() string) *page {
 	return p
 }
 
-func (p *page) fatalf(format string, args ...any) {
+func (p *browserPage) fatalf(format string, args ...any) {
 	p.t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if p.diag != nil {
@@ -422,7 +422,7 @@ func (p *page) fatalf(format string, args ...any) {
 
 // call is a command of this page's session (method "Target.*" goes to the
 // browser), failing the test on error or after browserTimeout.
-func (p *page) call(method string, params, result any) {
+func (p *browserPage) call(method string, params, result any) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
@@ -435,7 +435,7 @@ func (p *page) call(method string, params, result any) {
 	}
 }
 
-func (p *page) waitEvent(from int, method string) json.RawMessage {
+func (p *browserPage) waitEvent(from int, method string) json.RawMessage {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
 	defer cancel()
@@ -448,7 +448,7 @@ func (p *page) waitEvent(from int, method string) json.RawMessage {
 
 // eval runs a JavaScript expression in the page (awaiting a promise) and
 // decodes its value into result.
-func (p *page) eval(expr string, result any) {
+func (p *browserPage) eval(expr string, result any) {
 	p.t.Helper()
 	var r struct {
 		Result struct {
@@ -471,7 +471,7 @@ func (p *page) eval(expr string, result any) {
 }
 
 // navigate loads url and waits for its load event.
-func (p *page) navigate(url string) {
+func (p *browserPage) navigate(url string) {
 	p.t.Helper()
 	mark := p.b.cdp.mark()
 	var nav struct {
@@ -485,7 +485,7 @@ func (p *page) navigate(url string) {
 }
 
 // screenshot captures the viewport as PNG, writes it to path and decodes it.
-func (p *page) screenshot(path string) image.Image {
+func (p *browserPage) screenshot(path string) image.Image {
 	p.t.Helper()
 	var shot struct {
 		Data []byte `json:"data"` // base64 in JSON: decoded by encoding/json
@@ -502,12 +502,12 @@ func (p *page) screenshot(path string) image.Image {
 	return img
 }
 
-// rect is a DOMRect in CSS pixels (= screenshot pixels at scale 1).
-type rect struct{ Left, Top, Width, Height float64 }
+// domRect is a DOMRect in CSS pixels (= screenshot pixels at scale 1).
+type domRect struct{ Left, Top, Width, Height float64 }
 
-func (p *page) rectOf(selector string) rect {
+func (p *browserPage) rectOf(selector string) domRect {
 	p.t.Helper()
-	var r rect
+	var r domRect
 	p.eval(fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect();
 		return {left: r.left, top: r.top, width: r.width, height: r.height}; })()`, selector), &r)
 	if r.Width < 1 || r.Height < 1 {
@@ -517,7 +517,7 @@ func (p *page) rectOf(selector string) rect {
 }
 
 // click presses and releases the left mouse button at the centre of selector.
-func (p *page) click(selector string) {
+func (p *browserPage) click(selector string) {
 	p.t.Helper()
 	r := p.rectOf(selector)
 	x, y := r.Left+r.Width/2, r.Top+r.Height/2
@@ -527,7 +527,7 @@ func (p *page) click(selector string) {
 }
 
 // typeInto focuses selector and types text as keyboard input.
-func (p *page) typeInto(selector, text string) {
+func (p *browserPage) typeInto(selector, text string) {
 	p.t.Helper()
 	var ok bool
 	p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.focus(); return document.activeElement === e; })()`, selector), &ok)
@@ -558,7 +558,7 @@ func (r cdpResponse) header(name string) string {
 }
 
 // responsesSince returns the Network.responseReceived events after mark.
-func (p *page) responsesSince(mark int) []cdpResponse {
+func (p *browserPage) responsesSince(mark int) []cdpResponse {
 	p.t.Helper()
 	var out []cdpResponse
 	for _, raw := range p.b.cdp.eventsSince(mark, p.session, "Network.responseReceived") {
@@ -591,7 +591,7 @@ func countColor(img image.Image, r image.Rectangle, rgb [3]uint8) int {
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		for x := r.Min.X; x < r.Max.X; x++ {
 			cr, cg, cb, _ := img.At(x, y).RGBA()
-			if near(cr>>8, rgb[0]) && near(cg>>8, rgb[1]) && near(cb>>8, rgb[2]) {
+			if nearByte(cr>>8, rgb[0]) && nearByte(cg>>8, rgb[1]) && nearByte(cb>>8, rgb[2]) {
 				n++
 			}
 		}
@@ -599,9 +599,9 @@ func countColor(img image.Image, r image.Rectangle, rgb [3]uint8) int {
 	return n
 }
 
-func near(a uint32, b uint8) bool { return int(a)-int(b) <= 2 && int(b)-int(a) <= 2 }
+func nearByte(a uint32, b uint8) bool { return int(a)-int(b) <= 2 && int(b)-int(a) <= 2 }
 
-func (r rect) image() image.Rectangle {
+func (r domRect) image() image.Rectangle {
 	return image.Rect(int(r.Left+0.5), int(r.Top+0.5), int(r.Left+r.Width), int(r.Top+r.Height))
 }
 
@@ -626,7 +626,7 @@ var hashedStaticRE = regexp.MustCompile(`^/static/admin/(?:css|js|img)/(?:[\w.-]
 // checkStatic checks that every response under /static/ is a hashed
 // file answered over h2 by krait's static handler (its headers, and its
 // access-log line), and returns the names of the stylesheets ("base").
-func checkStatic(p *page, k *Krait, origin string, responses []cdpResponse) (sheets []string) {
+func checkBrowserStatic(p *browserPage, k *Krait, origin string, responses []cdpResponse) (sheets []string) {
 	p.t.Helper()
 	for _, r := range responses {
 		path, ok := strings.CutPrefix(r.Response.URL, origin)
@@ -666,7 +666,7 @@ func checkStatic(p *page, k *Krait, origin string, responses []cdpResponse) (she
 }
 
 // documentSince is the last page (Document) response after mark.
-func (p *page) documentSince(mark int) cdpResponse {
+func (p *browserPage) documentSince(mark int) cdpResponse {
 	p.t.Helper()
 	var doc *cdpResponse
 	for _, r := range p.responsesSince(mark) {
@@ -736,7 +736,7 @@ func browseDjangoAdmin(t *testing.T, b *browser, site *djangoSite, app, cert, ke
 		p.fatalf("navigation nextHopProtocol %q, want h2", nextHop)
 	}
 	// Its CSS and scripts: Django's hashed names, from krait's static handler.
-	sheets := checkStatic(p, k, origin, p.responsesSince(mark))
+	sheets := checkBrowserStatic(p, k, origin, p.responsesSince(mark))
 	if want := []string{"base", "dark_mode", "login", "nav_sidebar", "responsive"}; !slices.Equal(sheets, want) {
 		p.fatalf("the login page loaded stylesheets %q, want %q", sheets, want)
 	}
@@ -781,7 +781,7 @@ func browseDjangoAdmin(t *testing.T, b *browser, site *djangoSite, app, cert, ke
 	if doc := p.documentSince(mark); doc.Response.URL != origin+"/admin/" || doc.Response.Status != 200 || doc.Response.Protocol != "h2" {
 		p.fatalf("the admin index's response: %+v; want 200 over h2", doc)
 	}
-	checkStatic(p, k, origin, p.responsesSince(mark))
+	checkBrowserStatic(p, k, origin, p.responsesSince(mark))
 	p.screenshot(shotPrefix + "admin-index.png")
 
 	// The session and CSRF cookies are Secure (SESSION_COOKIE_SECURE,
