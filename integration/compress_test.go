@@ -330,3 +330,31 @@ func TestCompressFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressOverTLS: the TLS engine (HTTP/2 and HTTP/1.1) compresses
+// the same way, streaming included.
+func TestCompressOverTLS(t *testing.T) {
+	pki := newPKI(t)
+	_, cert, key := pki.issue(t, "server", 2, false)
+	k, _ := startCompress(t, "--certfile", cert, "--keyfile", key)
+	for _, h2 := range []bool{true, false} {
+		c := tlsClient(t, pki.pool, h2)
+		for _, ce := range []string{"zstd", "br", "gzip"} {
+			req := mustRequest(t, "GET", "https://"+k.Addr()+"/page", nil)
+			req.Header.Set("Accept-Encoding", ce)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.Header.Get("Content-Encoding") != ce || resp.Header.Get("Vary") != "Accept-Encoding" {
+				t.Fatalf("%s %s: Content-Encoding %q, Vary %q, %v", resp.Proto, ce, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), err)
+			}
+			got, err := io.ReadAll(decodeBody(t, ce, bytes.NewReader(raw)))
+			if err != nil || !bytes.Equal(got, wantPage()) || len(raw) > len(got)/3 {
+				t.Errorf("%s %s: %d bytes on the wire decode to %d bytes (%v), want the page", resp.Proto, ce, len(raw), len(got), err)
+			}
+		}
+	}
+}

@@ -494,6 +494,7 @@ print(json.dumps({"consts": consts, "allowed": allowed, "header_size": p.HEADER.
 		"MAX_PAYLOAD":      wire.MaxPayload,
 		"INITIAL_WINDOW":   wire.InitialWindow,
 		"MAX_HEAD":         dispatch.MaxResponseHead,
+		"MAX_PING_PAYLOAD": wire.MaxPingPayload,
 		"END_STREAM":       wire.FlagEndStream,
 		"WS_BINARY":        wire.FlagBinary,
 		"WS_MORE":          wire.FlagMore,
@@ -540,7 +541,7 @@ print(json.dumps({"consts": consts, "allowed": allowed, "header_size": p.HEADER.
 			t.Errorf("flags accepted on %v: Go %#02x, Python %#02x", ft, goMask, pm)
 		}
 	}
-	if len(types) != 13 {
-		t.Errorf("Go knows %d frame types, want the 13 of docs/protocol.md", len(types))
+	if len(types) != 15 {
+		t.Errorf("Go knows %d frame types, want the 15 of docs/protocol.md", len(types))
 	}
 }

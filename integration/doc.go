@@ -11,6 +11,13 @@
 //
 // KRAIT_TEST_BIN=/path/to/krait skips the build and tests that binary.
 //
+// External tools (pebble, h2spec, chromium) are found on PATH; when one is
+// missing its tests skip, or fail when KRAIT_REQUIRE_TOOLS is set
+// (scripts/test.sh installs them and sets it, so CI never skips them).
+// TestBrowserDjangoAdmin drives headless Chromium over the DevTools protocol
+// (--remote-debugging-pipe) and writes screenshots to $KRAIT_TEST_ARTIFACTS
+// when set.
+//
 // Tests synchronise on observable events only (log lines, files the app
 // writes, responses), never on sleeps, and never assert on timing.
 package integration

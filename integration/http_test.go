@@ -109,7 +109,7 @@ func TestRequestLimits(t *testing.T) {
 }
 
 var combinedRE = regexp.MustCompile(`^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] ` +
-	`"GET /hello\?q=1&r=%20 HTTP/1\.1" 200 14 "http://referer\.example/page" "krait-test/1\.0 \(integration\)"$`)
+	`"GET /hello\?q=1&r=%20 HTTP/1\.1" 200 14 "http://referer\.example/page" "krait-test/1\.0 \(integration\)" "[0-9a-f]{32}"$`)
 
 func TestAccessLog(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.log")
@@ -133,7 +133,7 @@ func TestAccessLog(t *testing.T) {
 	if !combinedRE.MatchString(lines[0]) {
 		t.Errorf("access log line not in combined format:\n %s\nwant %s", lines[0], combinedRE)
 	}
-	if !regexp.MustCompile(`"GET /nope HTTP/1\.1" 404 \d+ "-" "second"$`).MatchString(lines[1]) {
+	if !regexp.MustCompile(`"GET /nope HTTP/1\.1" 404 \d+ "-" "second" "[0-9a-f]{32}"$`).MatchString(lines[1]) {
 		t.Errorf("second line: %s", lines[1])
 	}
 	if strings.Contains(k.Log(), "GET /hello?q=1") {

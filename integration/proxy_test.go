@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -336,11 +337,10 @@ func TestForwardedFlagErrors(t *testing.T) {
 		}
 	}
 	// A bad $FORWARDED_ALLOW_IPS is named as such.
-	cmd := kraitCommand(t, "", "app:application", "--chdir", testdataDir("wsgiapp"))
-	cmd.Env = append(os.Environ(), "FORWARDED_ALLOW_IPS=localhost")
-	out, err := cmd.CombinedOutput()
-	if exitCode(err) != 2 || !strings.Contains(string(out), "$FORWARDED_ALLOW_IPS: ") {
-		t.Errorf("FORWARDED_ALLOW_IPS=localhost: exit %d, output %q: want 2 and a message naming $FORWARDED_ALLOW_IPS", exitCode(err), out)
+	t.Setenv("FORWARDED_ALLOW_IPS", "localhost")
+	code, _, stderr := runKrait(t, readyTimeout, "serve", "app:application", "--chdir", testdataDir("wsgiapp"), "-b", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(stderr, "$FORWARDED_ALLOW_IPS: ") {
+		t.Errorf("FORWARDED_ALLOW_IPS=localhost: exit %d, stderr %q: want 2 and a message naming $FORWARDED_ALLOW_IPS", code, stderr)
 	}
 }
 
@@ -480,5 +480,25 @@ func TestHeadLimitFlagErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.args[0]+": ") || !strings.Contains(stderr, tc.reason) {
 			t.Errorf("%v: exit %d, stderr %q: want 2 and a message naming %s: %s", tc.args, code, stderr, tc.args[0], tc.reason)
 		}
+	}
+}
+
+// --proxy-protocol with TLS: the PROXY header comes before the TLS
+// handshake, and the app sees the header's client over HTTPS.
+func TestProxyProtocolTLS(t *testing.T) {
+	pki := newPKI(t)
+	_, cert, key := pki.issue(t, "server", 2, false)
+	k, _ := startWSGI(t, "--proxy-protocol", "--certfile", cert, "--keyfile", key)
+	raw := dial(t, k.Addr())
+	defer raw.Close()
+	setDeadline(raw)
+	if _, err := io.WriteString(raw, "PROXY TCP4 203.0.113.9 198.51.100.1 40000 443\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{RootCAs: pki.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	_, body := proxyGet(t, c, bufio.NewReader(c), "/echo")
+	env := echoInfo(t, body)
+	if env["REMOTE_ADDR"] != "203.0.113.9" || env["REMOTE_PORT"] != "40000" || env["wsgi.url_scheme"] != "https" {
+		t.Errorf("REMOTE_ADDR=%v REMOTE_PORT=%v url_scheme=%v, want 203.0.113.9 40000 https", env["REMOTE_ADDR"], env["REMOTE_PORT"], env["wsgi.url_scheme"])
 	}
 }

@@ -319,7 +319,8 @@ func (al *accessLog) expect(t *testing.T, want ...string) {
 	}
 	used := make([]bool, len(lines))
 	for _, w := range want {
-		re := regexp.MustCompile(`^127\.0\.0\.1 - - \[[^]]+\] ` + w + ` "[^"]*" "[^"]*"$`)
+		// Combined format, then the request id (internal/requestid).
+		re := regexp.MustCompile(`^127\.0\.0\.1 - - \[[^]]+\] ` + w + ` "[^"]*" "[^"]*" "[0-9a-f]{32}"$`)
 		found := false
 		for i, l := range lines {
 			if !used[i] && re.MatchString(l) {

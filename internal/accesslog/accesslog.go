@@ -149,6 +149,8 @@ func (l *Logger) write(r *exchange.Request, status int, n int64) {
 	b = appendHeader(b, r.Headers, "referer")
 	b = append(b, "\" \""...)
 	b = appendHeader(b, r.Headers, "user-agent")
+	b = append(b, "\" \""...)
+	b = appendHeader(b, r.Headers, "x-request-id")
 	b = append(b, "\"\n"...)
 	l.buf = b
 	_, _ = l.out.Write(b) // a failing access log must not fail requests

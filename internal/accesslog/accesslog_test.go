@@ -38,22 +38,23 @@ func TestCombinedFormat(t *testing.T) {
 			req: exchange.Request{Method: []byte("GET"), Target: []byte("/a?b=1"), ProtoMajor: 1, ProtoMinor: 1,
 				RemoteAddr: "10.0.0.1", Headers: []exchange.Header{
 					{Name: []byte("User-Agent"), Value: []byte("curl/8")},
-					{Name: []byte("REFERER"), Value: []byte("http://x/")}}},
+					{Name: []byte("REFERER"), Value: []byte("http://x/")},
+					{Name: []byte("x-request-id"), Value: []byte("0123abcd")}}},
 			status: 200, body: "hello",
-			want: `10.0.0.1 - - [24/Nov/2026:15:04:05 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "http://x/" "curl/8"` + "\n",
+			want: `10.0.0.1 - - [24/Nov/2026:15:04:05 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "http://x/" "curl/8" "0123abcd"` + "\n",
 		},
 		{
 			name: "escaped, empty body, unix peer",
 			req: exchange.Request{Method: []byte("POST"), Target: []byte("/\"x\x01"), ProtoMajor: 1, ProtoMinor: 0,
 				Headers: []exchange.Header{{Name: []byte("user-agent"), Value: []byte("a\"b")}}},
 			status: 204,
-			want:   `- - - [24/Nov/2026:15:04:05 +0000] "POST /\x22x\x01 HTTP/1.0" 204 - "-" "a\x22b"` + "\n",
+			want:   `- - - [24/Nov/2026:15:04:05 +0000] "POST /\x22x\x01 HTTP/1.0" 204 - "-" "a\x22b" "-"` + "\n",
 		},
 		{
 			name:   "no answer",
 			req:    exchange.Request{Method: []byte("GET"), Target: []byte("/"), ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: "::1"},
 			status: 0,
-			want:   `::1 - - [24/Nov/2026:15:04:05 +0000] "GET / HTTP/1.1" 499 - "-" "-"` + "\n",
+			want:   `::1 - - [24/Nov/2026:15:04:05 +0000] "GET / HTTP/1.1" 499 - "-" "-" "-"` + "\n",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

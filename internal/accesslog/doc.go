@@ -1,5 +1,16 @@
 // Package accesslog writes one line per request in the Apache/nginx
-// "combined" format. It wraps an exchange.Handler, so it sees every request
+// "combined" format followed by one more quoted field, the request's
+// X-Request-ID ("-" when it has none), as nginx's
+// log_format combined_id '... "$http_user_agent" "$request_id"' would:
+//
+//	127.0.0.1 - - [02/Dec/2026:11:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/8.5.0" "9f86d081884c7d659a2feaa0c55ad015"
+//
+// Tools that parse the combined format by its leading fields read it
+// unchanged. The id comes from the request headers, where the request-id
+// middleware (internal/requestid), installed outside the access log, put
+// it.
+//
+// The logger wraps an exchange.Handler, so it sees every request
 // whichever engine served it, and records the final status and the body
 // bytes actually handed to the engine (Write and SendFile).
 //

@@ -121,8 +121,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		probed <- probeResult{in, err}
 	}()
 
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP (reload), SIGTTIN/SIGTTOU (scale) and SIGQUIT (stop now)
+	// have gunicorn's meanings; server.Run tells them apart.
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT,
+		syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(signals)
 
 	err = server.Run(ctx, cfg, server.Options{

@@ -13,7 +13,10 @@
 // `krait serve` takes the service manager's variables (systemd.Take)
 // before it starts any child process, so neither the probe nor the
 // workers inherit them, and reopens its --access-logfile and
-// --error-logfile files on SIGUSR1 (logrotate). `krait systemd-unit`
+// --error-logfile files on SIGUSR1 (logrotate). The other signals, with
+// gunicorn's meanings, go to server.Run: SIGINT/SIGTERM stop gracefully,
+// SIGQUIT stops at once, SIGHUP reloads, SIGTTIN/SIGTTOU add/remove a
+// worker. `krait systemd-unit`
 // (systemd_unit.go) prints a service unit, and a socket unit with
 // --socket, for the serve flags it is given.
 package cli

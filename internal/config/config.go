@@ -66,6 +66,14 @@ type Serve struct {
 	// MaxQueue is how many requests may wait for a free worker slot, per
 	// worker; beyond it requests are answered 503.
 	MaxQueue int
+	// MaxRequests recycles a worker after this many requests, plus a
+	// random 0..MaxRequestsJitter per worker (0 = never). MaxRSSMiB
+	// recycles one whose resident memory exceeds it (0 = never);
+	// MaxLifetime one that ran this long (0 = never). A recycled worker's
+	// successor boots first; the old one drains, never killed mid-request.
+	MaxRequests, MaxRequestsJitter int
+	MaxRSSMiB                      int
+	MaxLifetime                    time.Duration
 
 	// AccessLog is the access log destination: "" (none), "-" (stdout) or a path.
 	AccessLog string
@@ -73,6 +81,18 @@ type Serve struct {
 	ErrorLog string
 	// LogLevel is the minimum level of the error log.
 	LogLevel slog.Level
+
+	// MaxBodySize is the largest request body accepted, in bytes (413
+	// beyond it, before a worker is involved when the body is announced
+	// or buffered); 0 = no limit.
+	MaxBodySize int64
+	// BufferBody is the largest request body read whole before a worker
+	// slot is taken, in bytes; larger bodies stream to the worker.
+	BufferBody int64
+	// MaxConnections bounds the client connections open at once over
+	// all listeners (0 = no bound); at the bound krait stops accepting
+	// until one closes.
+	MaxConnections int
 
 	// HTTP is the HTTP/1.1 engine's limits and timeouts, passed whole to
 	// internal/h1. Its fields are promoted (s.KeepAlive).
@@ -159,6 +179,16 @@ type Worker struct {
 
 	// BootTimeout bounds how long a worker may take to import the app.
 	BootTimeout time.Duration
+
+	// Timeout is the hard limit on one HTTP request's time on a worker
+	// (0 = none; WebSockets are exempt): over it the request is answered
+	// 504, a WSGI worker is killed and replaced, an ASGI request's task
+	// is cancelled.
+	Timeout time.Duration
+	// HeartbeatTimeout is how long a worker may leave a PING unanswered
+	// (a blocked event loop, a GIL held forever) before it is killed and
+	// replaced (0 = no heartbeat).
+	HeartbeatTimeout time.Duration
 }
 
 // HTTP is the settings of krait's HTTP/1.1 engine (internal/h1), passed
@@ -188,6 +218,10 @@ type HTTP struct {
 	MaxHeadMemory int64
 	// WriteTimeout bounds each write to a client.
 	WriteTimeout time.Duration
+	// BodyTimeout is how long a read of a request body may wait for the
+	// client's next bytes (408, or the connection closed, beyond it); 0
+	// unless --body-timeout is given, it is HeaderTimeout.
+	BodyTimeout time.Duration
 }
 
 // StaticMount is one --static URL_PREFIX=DIR.
@@ -273,6 +307,8 @@ func Default() Serve {
 			Lifespan:         "auto",
 			LimitConcurrency: 0,
 			BootTimeout:      120 * time.Second,
+			Timeout:          0,
+			HeartbeatTimeout: 30 * time.Second,
 		},
 		Workers:             1,
 		WSMaxSize:           16 << 20,
@@ -288,12 +324,14 @@ func Default() Serve {
 			LimitRequestLine:      4094,
 			LimitRequestFields:    100,
 			LimitRequestFieldSize: 8190,
-			KeepAlive:             5 * time.Second,
+			KeepAlive:             75 * time.Second,
 			HeaderTimeout:         10 * time.Second,
 			MaxHeaderBytes:        32 << 10,
 			MaxHeadMemory:         64 << 20,
 			WriteTimeout:          60 * time.Second,
+			BodyTimeout:           10 * time.Second, // HeaderTimeout's
 		},
+		BufferBody: 1 << 20,
 		// An hour bounds how long browsers keep a file a deploy replaced
 		// under the same name; after it a revalidation costs a 304.
 		// Fingerprinted names get a year whatever this says.
@@ -360,7 +398,13 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.BoolVar(&s.WSPerMessageDeflate, "ws-per-message-deflate", s.WSPerMessageDeflate, "offer permessage-deflate compression to WebSocket clients (--ws-per-message-deflate=false to turn off)")
 	fs.Var(seconds{&s.GracefulTimeout}, "graceful-timeout", "seconds a stop waits for in-flight requests")
 	fs.Var(seconds{&s.BootTimeout}, "boot-timeout", "seconds a worker may take to import the app")
+	fs.Var(seconds{&s.Timeout}, "timeout", "hard limit in seconds on one HTTP request's time on a worker: over it the answer is 504 and a WSGI worker is killed and replaced, an ASGI task cancelled (0 = none; WebSockets are exempt)")
+	fs.Var(seconds{&s.HeartbeatTimeout}, "heartbeat-timeout", "seconds a worker may leave krait's ping unanswered (a blocked event loop) before it is killed and replaced (0 = no heartbeat)")
 	fs.IntVar(&s.MaxQueue, "max-queue", s.MaxQueue, "requests that may wait for a free worker slot, per worker; more get 503")
+	fs.IntVar(&s.MaxRequests, "max-requests", s.MaxRequests, "recycle a worker after this many requests: its successor starts first, then it drains and exits (0 = never)")
+	fs.IntVar(&s.MaxRequestsJitter, "max-requests-jitter", s.MaxRequestsJitter, "add a random 0..N to each worker's --max-requests so workers do not recycle together")
+	fs.IntVar(&s.MaxRSSMiB, "max-rss", s.MaxRSSMiB, "recycle a worker whose resident memory exceeds this many MiB, sampled (0 = never)")
+	fs.Var(seconds{&s.MaxLifetime}, "max-lifetime", "recycle a worker after it ran this long, in seconds or a duration like 1h (0 = never)")
 	fs.StringVar(&s.AccessLog, "access-logfile", s.AccessLog, "access log file, '-' for stdout (default: none)")
 	fs.StringVar(&s.ErrorLog, "error-logfile", s.ErrorLog, "error log file, '-' for stderr")
 	fs.StringVar(&logLevel, "log-level", logLevel, "error log level: debug, info, warning, error")
@@ -369,6 +413,10 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.IntVar(&s.LimitRequestFieldSize, "limit-request-field_size", s.LimitRequestFieldSize, "maximum size of one request header line in bytes (431 beyond)")
 	fs.Var(seconds{&s.KeepAlive}, "keep-alive", "seconds an idle keep-alive connection is kept open")
 	fs.Var(seconds{&s.HeaderTimeout}, "header-timeout", "seconds a client may take to send a request's headers")
+	fs.Var(seconds{&s.BodyTimeout}, "body-timeout", "seconds a request body read may wait for the client's next bytes (408 beyond; default: --header-timeout)")
+	fs.Int64Var(&s.MaxBodySize, "max-body-size", s.MaxBodySize, "largest request body in bytes; larger ones get 413 without reaching a worker (0 = no limit)")
+	fs.IntVar(&s.MaxConnections, "max-connections", s.MaxConnections, "client connections open at once; at the bound new ones wait in the listen backlog until one closes (0 = no bound)")
+	fs.Int64Var(&s.BufferBody, "buffer-body", s.BufferBody, "request bodies up to this many bytes are received and checked whole before a worker is taken (0 = stream every body)")
 	fs.Var(&statics, "static", "URL_PREFIX=DIR: serve the files of DIR under URL_PREFIX from Go, without the app; repeatable")
 	fs.Var(seconds{&s.StaticMaxAge}, "static-max-age", "Cache-Control max-age in seconds of static files without a content hash in their name (0 = no-cache)")
 	fs.StringVar(&metricsBind, "metrics-bind", "", "address (HOST:PORT or unix:/path.sock) serving Prometheus /metrics, /healthz and /readyz (default: none)")
@@ -437,6 +485,9 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	if s.Threads < 1 || s.Threads > 10000 {
 		return nil, &UsageError{Flag: name("threads"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 10000", s.Threads)}
 	}
+	if s.MaxRequests < 0 || s.MaxRequestsJitter < 0 || s.MaxRSSMiB < 0 {
+		return nil, &UsageError{Flag: name("max-requests"), Reason: "--max-requests, --max-requests-jitter and --max-rss must not be negative"}
+	}
 	if s.MaxQueue < 0 {
 		return nil, &UsageError{Flag: name("max-queue"), Reason: fmt.Sprintf("%d is negative: use 0 to answer 503 whenever every worker is busy", s.MaxQueue)}
 	}
@@ -486,6 +537,22 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	}
 	if s.KeepAlive <= 0 {
 		return nil, &UsageError{Flag: name("keep-alive"), Reason: "must be greater than 0"}
+	}
+	bodyTimeoutGiven := false
+	fs.Visit(func(f *flag.Flag) { bodyTimeoutGiven = bodyTimeoutGiven || f.Name == "body-timeout" })
+	if !bodyTimeoutGiven {
+		s.BodyTimeout = s.HeaderTimeout
+	} else if s.BodyTimeout <= 0 {
+		return nil, &UsageError{Flag: name("body-timeout"), Reason: "must be greater than 0"}
+	}
+	if s.MaxConnections < 0 {
+		return nil, &UsageError{Flag: name("max-connections"), Reason: "must be >= 0 (0 = no bound)"}
+	}
+	if s.MaxBodySize < 0 {
+		return nil, &UsageError{Flag: name("max-body-size"), Reason: "must be >= 0 (0 = no limit)"}
+	}
+	if s.BufferBody < 0 || s.BufferBody > 1<<30 {
+		return nil, &UsageError{Flag: name("buffer-body"), Reason: "must be between 0 and 1073741824"}
 	}
 	for i, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")

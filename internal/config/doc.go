@@ -15,8 +15,17 @@
 // fields read as s.Threads or s.KeepAlive. A new setting of one of them
 // is a field there, its default in Default, a flag in ParseServe and its
 // use in that component, nothing in between. HTTP also carries the
-// engine settings that have no flag yet (MaxHeaderBytes, MaxHeadMemory,
-// WriteTimeout), so their defaults too are declared only here.
+// engine settings that have no flag yet (WriteTimeout), so their defaults
+// too are declared only here.
+//
+// front.go holds the flags of what krait puts in front of the app: the
+// head limits (--limit-request-head, --max-head-memory), the trusted
+// proxies (--forwarded-allow-ips, $FORWARDED_ALLOW_IPS, --forwarded-
+// headers, --proxy-protocol) and compression (--compress*). Their
+// defaults come from the packages that implement them (forwarded.
+// DefaultTrusted, compress.Defaults) through Default, and their values
+// are checked with those packages' own parsers, so that the rules live
+// in one place and every error still names its flag.
 //
 // A Bind's Network is the address family its host asks for ("tcp4" for
 // an IPv4 literal, "tcp6" for an IPv6 literal, "tcp" for [::] and names).

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/krait-server/krait/internal/codec"
+	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/supervisor"
@@ -25,6 +27,35 @@ type Config struct {
 	// all; beyond it requests get 503. 0 answers 503 whenever every slot
 	// is busy.
 	MaxQueue int
+	// MaxBody is the largest request body accepted (413 beyond it); 0 =
+	// no limit. A Content-Length over it is refused before the body is
+	// read; a chunked body is refused once that many bytes arrived (when
+	// it is still being buffered; a streamed one has its stream reset).
+	MaxBody int64
+	// BufferBody is how much of a request body is read before a worker
+	// slot is taken: a body up to that size is received whole (and its
+	// chunked framing checked) first, so a slow or broken upload never
+	// holds a worker. 0 reads only the first bytes, as before.
+	BufferBody int64
+	// BufferMemory bounds the chunks all requests together hold for
+	// bodies received before a worker slot was taken, beyond each one's
+	// first chunk (0 = DefaultBufferMemory). A request that would pass it
+	// stops buffering and streams the rest of its body, as a body larger
+	// than BufferBody does.
+	BufferMemory int64
+	// ASGI says the app is an ASGI app ("--interface asgi"): bodies are
+	// then never buffered whole (an ASGI request holds no worker thread
+	// while its body arrives, and an app may answer while the client is
+	// still sending: full-duplex streaming). With "auto" the dispatcher
+	// learns it from the first worker it opens.
+	ASGI bool
+	// Timeout is the hard limit on an HTTP request's time on a worker,
+	// from its REQUEST to the end of its response (0 = none). Over it the
+	// answer is 504 (or an abort once the response started); a WSGI
+	// worker, which cannot stop a thread, is killed and replaced (its
+	// other requests get 502), an ASGI request's task is cancelled.
+	// WebSockets are exempt: they are long-lived by nature.
+	Timeout time.Duration
 	// Log receives protocol problems and app errors (nil = slog.Default()).
 	Log *slog.Logger
 	// WebSocket tunes the WebSocket bridge (its Log defaults to Log).
@@ -39,6 +70,12 @@ const MaxResponseHead = codec.MaxResponseHead
 type Dispatcher struct {
 	pool     *supervisor.Pool
 	maxQueue int
+	maxBody  int64
+	bufBody  int64
+	bufLimit int64        // BufferMemory
+	asgi     atomic.Bool  // Config.ASGI, or an ASGI worker was opened
+	bufMem   atomic.Int64 // bytes of extra chunks held now (received.release)
+	timeout  time.Duration
 	log      *slog.Logger
 	ws       *wsbridge.Bridge
 }
@@ -51,7 +88,13 @@ func New(pool *supervisor.Pool, cfg Config) *Dispatcher {
 	if cfg.WebSocket.Log == nil {
 		cfg.WebSocket.Log = cfg.Log
 	}
-	return &Dispatcher{pool: pool, maxQueue: max(cfg.MaxQueue, 0), log: cfg.Log, ws: wsbridge.New(cfg.WebSocket)}
+	if cfg.BufferMemory <= 0 {
+		cfg.BufferMemory = DefaultBufferMemory
+	}
+	d := &Dispatcher{pool: pool, maxQueue: max(cfg.MaxQueue, 0), maxBody: max(cfg.MaxBody, 0),
+		bufBody: max(cfg.BufferBody, 0), bufLimit: cfg.BufferMemory, timeout: max(cfg.Timeout, 0), log: cfg.Log, ws: wsbridge.New(cfg.WebSocket)}
+	d.asgi.Store(cfg.ASGI)
+	return d
 }
 
 // Shutdown starts closing every WebSocket session with code 1012 (service
@@ -59,6 +102,10 @@ func New(pool *supervisor.Pool, cfg Config) *Dispatcher {
 // wsbridge.Bridge.Shutdown). Call it when a graceful stop begins; it does
 // not wait. HTTP requests are not affected.
 func (d *Dispatcher) Shutdown() { d.ws.Shutdown() }
+
+// DefaultBufferMemory is Config.BufferMemory's default: 256 buffered
+// bodies of 1 MiB.
+const DefaultBufferMemory = 256 << 20
 
 // inlineBody is the largest request body read before taking a worker slot
 // and sent in the same write as REQUEST; larger or chunked bodies are
@@ -72,6 +119,9 @@ type state struct {
 	spare   []byte // the same while scratch holds the inline body
 	parser  codec.Parser
 	timer   *time.Timer // ASGI: arms the disconnect watch (recvArming)
+	// tooLarge is set by the pump when a streamed body passed MaxBody
+	// (read by relay once the stream it reset ends).
+	tooLarge atomic.Bool
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -83,17 +133,9 @@ type bodyBuf [wire.HeaderSize + inlineBody]byte
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyBuf) }}
 
-var (
-	hdrText      = exchange.Header{Name: []byte("Content-Type"), Value: []byte("text/plain; charset=utf-8")}
-	hdrRetry     = exchange.Header{Name: []byte("Retry-After"), Value: []byte("1")}
-	busyHeaders  = []exchange.Header{hdrText, hdrRetry}
-	errorHeaders = []exchange.Header{hdrText}
-	busyBody     = []byte("503 Service Unavailable: every worker is busy, retry shortly.\n")
-	closingBody  = []byte("503 Service Unavailable: the server is shutting down.\n")
-	badGwBody    = []byte("502 Bad Gateway: the application worker failed.\n")
-	timeoutBody  = []byte("408 Request Timeout: the request body did not arrive in time.\n")
-	internalBody = []byte("500 Internal Server Error\n")
-)
+// hdrRetry goes with every 503. The pages themselves (status, reason,
+// request id; never why, which goes to the log) are errpage's.
+var hdrRetry = exchange.Header{Name: []byte("Retry-After"), Value: []byte("1")}
 
 // Serve runs r on a worker and writes its response to w.
 func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
@@ -101,26 +143,33 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	defer statePool.Put(st)
 
 	// A small body is read before a slot is taken, so a slow client
-	// does not hold a worker, and goes out in the REQUEST's write. Of a
-	// larger or chunked body the first bytes are read before a slot is
-	// taken (pre), so a client that announces a body and never sends it
-	// holds no worker either; the pump sends them first.
+	// does not hold a worker, and goes out in the REQUEST's write. A
+	// larger or chunked body is received in pooled chunks before a slot
+	// is taken, whole up to BufferBody (so a slow upload or a malformed
+	// chunked body never reaches a worker), else its first bytes (so a
+	// client that announces a body and never sends it holds no worker
+	// either); the pump sends them first and streams the rest.
 	var body []byte
 	inline := r.ContentLength == 0
-	var pre *bodyBuf // owned by the pump once it starts
-	var preN int
+	var pre *received // owned by the pump once it starts
 	defer func() {
 		if pre != nil {
-			bodyPool.Put(pre)
+			pre.release()
 		}
 	}()
+	st.tooLarge.Store(false)
 	if r.ContentLength != 0 {
+		// Refused before anything is read: no 100 Continue, no worker.
+		if d.maxBody > 0 && r.ContentLength > d.maxBody {
+			errpage.Write(w, r, 413)
+			return
+		}
 		// The engine sends "100 Continue" on the first body read. Refuse
 		// now, without it, when no worker could take the request: the
 		// client then never sends a body for nothing.
 		if httpx.HasToken(r.Headers, "Expect", "100-continue") {
 			if err := d.pool.Admits(d.maxQueue); err != nil {
-				d.openFailed(w, err)
+				d.openFailed(w, r, err)
 				return
 			}
 		}
@@ -131,23 +180,27 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 			}
 			body = st.scratch[:n]
 			if _, err := io.ReadFull(r.Body, body); err != nil {
-				d.bodyFailed(w, err)
+				d.bodyFailed(w, r, err)
 				return
 			}
 			inline = true
 		} else {
-			pre = bodyPool.Get().(*bodyBuf)
-			n, err := readFirst(r.Body, pre[wire.HeaderSize:])
-			if err != nil && err != io.EOF {
-				d.bodyFailed(w, err)
+			var err error
+			pre, err = d.receive(r.Body, r.ContentLength, d.asgi.Load())
+			switch {
+			case err == errTooLarge:
+				errpage.Write(w, r, 413)
+				return
+			case err != nil:
+				d.bodyFailed(w, r, err)
 				return
 			}
-			if err == io.EOF {
-				// The whole (chunked) body came at once: send it inline.
-				body = pre[wire.HeaderSize : wire.HeaderSize+n]
+			if pre.eof && pre.total <= inlineBody {
+				// The whole body is in the first chunk: send it inline.
+				// (pre.last may be 0: a second chunk taken for the end.)
+				body = pre.bufs[0][wire.HeaderSize : wire.HeaderSize+int(pre.total)]
 				inline = true
 			}
-			preN = n
 		}
 	}
 
@@ -163,10 +216,13 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		// a deadline).
 		s, err = d.pool.Open(r.Context(), d.maxQueue)
 		if err != nil {
-			d.openFailed(w, err)
+			d.openFailed(w, r, err)
 			return
 		}
 		asgi = s.Worker().Interface() == "asgi"
+		if asgi && !d.asgi.Load() {
+			d.asgi.Store(true)
+		}
 		if asgi && wsbridge.IsUpgrade(r) {
 			if status, msg := wsbridge.CheckHandshake(r); status != 0 {
 				s.Close()
@@ -190,7 +246,7 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 			continue
 		}
 		d.log.Warn("sending a request to a worker failed", "err", err)
-		httpx.WriteError(w, 502, errorHeaders, badGwBody)
+		errpage.Write(w, r, 502)
 		return
 	}
 
@@ -198,7 +254,7 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		deny, err := d.ws.Serve(w, r, s)
 		switch {
 		case err != nil:
-			d.frameFailed(w, s, err)
+			d.frameFailed(w, r, s, err)
 		case deny != nil:
 			// The app answered the handshake with HTTP: relay it.
 			d.relay(w, r, s, st, true, deny)
@@ -209,7 +265,7 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	var pumpDone chan struct{}
 	if !inline {
 		pumpDone = make(chan struct{})
-		go d.pump(r.Context(), s, r.Body, pre, preN, pumpDone)
+		go d.pump(r.Context(), s, r.Body, pre, st, pumpDone)
 		pre = nil
 	}
 	d.relay(w, r, s, st, asgi, nil)
@@ -219,24 +275,24 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	s.Close()
 }
 
-func (d *Dispatcher) openFailed(w exchange.ResponseWriter, err error) {
+func (d *Dispatcher) openFailed(w exchange.ResponseWriter, r *exchange.Request, err error) {
 	switch {
 	case errors.Is(err, supervisor.ErrQueueFull):
-		httpx.WriteError(w, 503, busyHeaders, busyBody)
+		errpage.Write(w, r, 503, hdrRetry)
 	case errors.Is(err, supervisor.ErrClosed):
-		httpx.WriteError(w, 503, busyHeaders, closingBody)
+		errpage.Write(w, r, 503, hdrRetry)
 	case errors.Is(err, supervisor.ErrUnavailable):
-		httpx.WriteError(w, 503, busyHeaders, []byte("503 Service Unavailable: no worker is running; krait keeps trying to start one.\n"))
+		errpage.Write(w, r, 503, hdrRetry)
 	case errors.Is(err, context.Canceled):
 		// The request's context ended while it waited for a worker: the
 		// client is gone or the server is stopping hard.
 		w.Abort()
 	case errors.Is(err, context.DeadlineExceeded):
 		// A deadline on the request passed while it waited for a worker.
-		httpx.WriteError(w, 503, busyHeaders, busyBody)
+		errpage.Write(w, r, 503, hdrRetry)
 	default:
 		d.log.Warn("no worker could take the request", "err", err)
-		httpx.WriteError(w, 502, errorHeaders, badGwBody)
+		errpage.Write(w, r, 502)
 	}
 }
 
@@ -283,13 +339,13 @@ func readFirst(body io.Reader, p []byte) (int, error) {
 
 // bodyFailed answers a request whose body could not be read before it
 // reached a worker.
-func (d *Dispatcher) bodyFailed(w exchange.ResponseWriter, err error) {
+func (d *Dispatcher) bodyFailed(w exchange.ResponseWriter, r *exchange.Request, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// The engine's body timeout (--header-timeout of inactivity): the
-		// client announced a body, or was sent 100 Continue, and did not
-		// send it. The engine closes the connection after this answer.
+		// The engine's body timeout (--body-timeout of inactivity): the
+		// client announced a body, or was sent 100 Continue, and stopped
+		// sending it. The engine closes the connection after this answer.
 		d.log.Debug("the request body did not arrive in time", "err", err)
-		httpx.WriteError(w, 408, errorHeaders, timeoutBody)
+		errpage.Write(w, r, 408)
 		return
 	}
 	// Malformed chunked framing: the engine answers 400 itself when no
@@ -297,51 +353,160 @@ func (d *Dispatcher) bodyFailed(w exchange.ResponseWriter, err error) {
 	d.log.Debug("reading the request body failed", "err", err)
 }
 
-// pump streams a large or chunked request body to the worker, within the
-// stream's send window. buf holds the body's first n bytes, read before
-// the slot was taken; pump returns it to bodyPool.
-func (d *Dispatcher) pump(ctx context.Context, s *worker.Stream, body io.Reader, buf *bodyBuf, n int, done chan<- struct{}) {
-	defer close(done)
-	defer bodyPool.Put(buf)
-	id := s.ID()
-	for first := true; ; first = false {
-		eof := false
-		if !first {
-			var rerr error
-			n, rerr = body.Read(buf[wire.HeaderSize:])
-			eof = rerr == io.EOF
-			if rerr != nil && !eof {
-				d.log.Debug("reading the request body failed, resetting the stream", "err", rerr)
-				s.Reset()
-				return
-			}
+// received is the part of a request body read before a worker slot was
+// taken, in pooled chunks: all chunks but the last are full.
+type received struct {
+	bufs  []*bodyBuf
+	last  int   // bytes in the last chunk
+	total int64 // bytes in all chunks
+	eof   bool  // the body ended: it is all here, and valid
+	d     *Dispatcher
+}
+
+// chunkSize is what one chunk counts against BufferMemory.
+const chunkSize = int64(len(bodyBuf{}))
+
+func (rc *received) release() {
+	for i, b := range rc.bufs {
+		bodyPool.Put(b)
+		rc.bufs[i] = nil
+	}
+	if extra := len(rc.bufs) - 1; extra > 0 {
+		rc.d.bufMem.Add(-int64(extra) * chunkSize)
+	}
+	rc.bufs = rc.bufs[:0]
+}
+
+// errTooLarge is a request body over MaxBody.
+var errTooLarge = errors.New("dispatch: the request body is larger than --max-body-size")
+
+// receive reads a request body of length cl (-1: chunked) before a worker
+// slot is taken: at least its first bytes, and (unless firstOnly: an ASGI
+// app) on until it ends or more than BufferBody bytes are in. Memory grows only as bytes arrive, one
+// pooled chunk at a time. errTooLarge when more than MaxBody arrived.
+func (d *Dispatcher) receive(body io.Reader, cl int64, firstOnly bool) (*received, error) {
+	rc := &received{bufs: make([]*bodyBuf, 1, 4), d: d}
+	rc.bufs[0] = bodyPool.Get().(*bodyBuf)
+	n, err := readFirst(body, rc.bufs[0][wire.HeaderSize:])
+	rc.last, rc.total = n, int64(n)
+	for err == nil && rc.total <= d.bufBody && !firstOnly {
+		if d.maxBody > 0 && rc.total > d.maxBody {
+			break
 		}
-		// Send buf[start:start+n], each piece's header written over the
-		// bytes just before it (already copied out by Send).
-		start := wire.HeaderSize
-		for n > 0 || eof {
-			m := 0
-			if n > 0 {
-				var err error
-				if m, err = s.AcquireSendWindow(ctx, n); err != nil {
-					return // the worker ended the stream or died, or ctx ended
-				}
+		if cl > 0 && rc.total >= cl {
+			// All announced bytes are in (the engine checks no more).
+			err = io.EOF
+			break
+		}
+		if rc.last == inlineBody {
+			// Every chunk after the first counts against BufferMemory;
+			// past it, the rest of the body streams.
+			if d.bufMem.Add(chunkSize) > d.bufLimit {
+				d.bufMem.Add(-chunkSize)
+				break
 			}
-			var flags uint8
-			if eof && m == n {
-				flags = wire.FlagEndStream
-			}
-			wire.PutHeader(buf[start-wire.HeaderSize:], m, wire.Data, flags, id)
-			if err := s.Send(buf[start-wire.HeaderSize : start+m]); err != nil {
-				return
-			}
-			start += m
-			n -= m
-			if flags != 0 {
-				return
-			}
+			rc.bufs = append(rc.bufs, bodyPool.Get().(*bodyBuf))
+			rc.last = 0
+		}
+		n, err = body.Read(rc.bufs[len(rc.bufs)-1][wire.HeaderSize+rc.last:])
+		rc.last += n
+		rc.total += int64(n)
+	}
+	if d.maxBody > 0 && rc.total > d.maxBody {
+		err = errTooLarge
+	}
+	if err != nil && err != io.EOF {
+		rc.release()
+		return nil, err
+	}
+	rc.eof = err == io.EOF
+	return rc, nil
+}
+
+// limitBody fails with errTooLarge once more than left bytes were read.
+type limitBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitBody) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, errTooLarge
+	}
+	return n, err
+}
+
+// pump streams a large or chunked request body to the worker, within the
+// stream's send window: first what receive read before the slot was
+// taken, then (unless that was all of it) the rest of body. It releases
+// rc. A body that passes MaxBody sets st.tooLarge and resets the stream.
+func (d *Dispatcher) pump(ctx context.Context, s *worker.Stream, body io.Reader, rc *received, st *state, done chan<- struct{}) {
+	defer close(done)
+	defer rc.release()
+	for i, buf := range rc.bufs {
+		n, last := inlineBody, i == len(rc.bufs)-1
+		if last {
+			n = rc.last
+		}
+		if !sendChunk(ctx, s, buf, n, last && rc.eof) {
+			return
 		}
 	}
+	if rc.eof {
+		return
+	}
+	if d.maxBody > 0 {
+		body = &limitBody{r: body, left: d.maxBody - rc.total}
+	}
+	buf := rc.bufs[len(rc.bufs)-1]
+	for {
+		n, rerr := body.Read(buf[wire.HeaderSize:])
+		eof := rerr == io.EOF
+		if rerr != nil && !eof {
+			if rerr == errTooLarge {
+				st.tooLarge.Store(true)
+			}
+			d.log.Debug("reading the request body failed, resetting the stream", "err", rerr)
+			s.Reset()
+			return
+		}
+		if !sendChunk(ctx, s, buf, n, eof) || eof {
+			return
+		}
+	}
+}
+
+// sendChunk sends buf's n payload bytes as DATA frames (END_STREAM on the
+// last when eof), each piece's header written over the bytes just before
+// it (already copied out by Send). false: the worker ended the stream or
+// died, or ctx ended.
+func sendChunk(ctx context.Context, s *worker.Stream, buf *bodyBuf, n int, eof bool) bool {
+	start := wire.HeaderSize
+	for n > 0 || eof {
+		m := 0
+		if n > 0 {
+			var err error
+			if m, err = s.AcquireSendWindow(ctx, n); err != nil {
+				return false
+			}
+		}
+		var flags uint8
+		if eof && m == n {
+			flags = wire.FlagEndStream
+		}
+		wire.PutHeader(buf[start-wire.HeaderSize:], m, wire.Data, flags, s.ID())
+		if err := s.Send(buf[start-wire.HeaderSize : start+m]); err != nil {
+			return false
+		}
+		start += m
+		n -= m
+		if flags != 0 {
+			return true
+		}
+	}
+	return true
 }
 
 // relay copies the worker's response to w until the stream ends. first,
@@ -361,6 +526,11 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 	// stops hard, and, once the connection is watched (r.Watch), when the
 	// client leaves.
 	ctx := r.Context()
+	if d.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.timeout)
+		defer cancel()
+	}
 	// A streamed response (server-sent events, long polls) may wait long
 	// for the app with nothing to write, so nothing would notice the
 	// client leaving: once a response is streaming, watch the connection.
@@ -386,22 +556,32 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 		}
 		first = nil
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			if d.timeout > 0 && r.Context().Err() == nil {
+				d.timedOut(w, r, s, asgi, started)
+				return
+			}
 			d.log.Debug("the client went away (or the server stopped) during a response, resetting the stream")
 			s.Reset()
 			w.Abort()
 			return
 		}
 		if err == io.EOF {
-			// We reset the stream: the client failed while sending the body.
+			// We reset the stream: the client failed while sending the
+			// body, or sent more than MaxBody.
+			if st.tooLarge.Load() && !started {
+				errpage.Write(w, r, 413)
+				return
+			}
 			w.Abort()
 			return
 		}
 		if err != nil {
-			d.log.Warn("the worker died during a request", "err", err, "response_started", started)
+			d.log.Warn("the worker died during a request", "method", string(r.Method), "path", string(r.Path),
+				"stream", s.ID(), "err", err, "response_started", started)
 			if started {
 				w.Abort()
 			} else {
-				httpx.WriteError(w, 502, errorHeaders, badGwBody)
+				errpage.Write(w, r, 502)
 			}
 			return
 		}
@@ -416,7 +596,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 			case wire.Response:
 				resp, err := st.parser.Response(p)
 				if err != nil {
-					d.frameFailed(w, s, fmt.Errorf("RESPONSE: %w", err))
+					d.frameFailed(w, r, s, fmt.Errorf("RESPONSE: %w", err))
 					return
 				}
 				for _, name := range resp.Dropped {
@@ -491,7 +671,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 				if started {
 					w.Abort()
 				} else {
-					httpx.WriteError(w, 500, errorHeaders, internalBody)
+					errpage.Write(w, r, 500)
 				}
 				return
 			case wire.Reset:
@@ -499,7 +679,7 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 				if started {
 					w.Abort()
 				} else {
-					httpx.WriteError(w, 500, errorHeaders, internalBody)
+					errpage.Write(w, r, 500)
 				}
 				return
 			}
@@ -524,6 +704,28 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 		if err := s.Credit(credit); err != nil {
 			d.log.Debug("returning window credit failed", "err", err)
 		}
+	}
+}
+
+// timedOut ends a request that ran over --timeout: 504 (or an abort once
+// the response started). An ASGI app's task is cancelled (RESET with a
+// reason) and the worker goes on; a WSGI worker cannot stop a thread, so
+// it is killed, and its other requests fail with an error naming this one.
+func (d *Dispatcher) timedOut(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream, asgi, started bool) {
+	wk := s.Worker()
+	if asgi {
+		d.log.Warn("request exceeded --timeout; cancelling its task", "timeout", d.timeout,
+			"method", string(r.Method), "path", string(r.Path), "worker", wk.ID(), "pid", wk.Pid(), "stream", s.ID())
+		s.Cancel(fmt.Sprintf("the request exceeded --timeout %v", d.timeout))
+	} else {
+		d.log.Warn("request exceeded --timeout; killing its WSGI worker", "timeout", d.timeout,
+			"method", string(r.Method), "path", string(r.Path), "worker", wk.ID(), "pid", wk.Pid(), "stream", s.ID())
+		wk.KillFor(fmt.Errorf("request %s %s on stream %d exceeded --timeout %v", r.Method, r.Path, s.ID(), d.timeout))
+	}
+	if started {
+		w.Abort()
+	} else {
+		errpage.Write(w, r, 504)
 	}
 }
 
@@ -577,15 +779,15 @@ func (d *Dispatcher) clientFailed(w exchange.ResponseWriter, s *worker.Stream, e
 // is reported to the worker layer, which kills and replaces the worker, and
 // answered 502; one that is not valid HTTP (codec.ErrApp) is the app's
 // error: the stream is reset and the answer is 500.
-func (d *Dispatcher) frameFailed(w exchange.ResponseWriter, s *worker.Stream, err error) {
+func (d *Dispatcher) frameFailed(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream, err error) {
 	if errors.Is(err, wire.ErrProtocol) {
 		s.ProtocolError(fmt.Errorf("undecodable %w", err))
-		httpx.WriteError(w, 502, errorHeaders, badGwBody)
+		errpage.Write(w, r, 502)
 		return
 	}
 	d.log.Error("invalid response from the application", "err", err)
 	s.Reset()
-	httpx.WriteError(w, 500, errorHeaders, internalBody)
+	errpage.Write(w, r, 500)
 }
 
 // fieldList decodes a TRAILERS or EARLY_HINT payload, reporting the

@@ -12,7 +12,10 @@
 // the worker layer logs and kills the worker and the supervisor replaces
 // it.
 //
-// Status mapping:
+// Status mapping (the statuses the dispatcher answers itself, with
+// internal/errpage's pages: text, HTML or JSON as Accept prefers, the
+// request id, and no internal detail such as why no worker took the
+// request, which goes to the log):
 //
 //	503 every worker slot busy and the wait queue full (Retry-After: 1),
 //	    or the pool shutting down; for "Expect: 100-continue" this is
@@ -22,8 +25,13 @@
 //	500 the app's status or headers are invalid or over MaxResponseHead,
 //	    or the worker reset the stream before responding; after it began
 //	    the response is aborted
-//	408 the request body did not start arriving within the engine's body
-//	    timeout (the connection is then closed)
+//	408 the request body stopped arriving, before it reached a worker,
+//	    for longer than the engine's body timeout (the connection is then
+//	    closed)
+//	413 the request body is larger than Config.MaxBody: a Content-Length
+//	    over it before a byte of the body is read (and without 100
+//	    Continue), a buffered chunked body as soon as it passes it, and a
+//	    streamed one by resetting its stream (413 if no response began)
 //
 // Response head limit: MaxResponseHead (codec.MaxResponseHead, 64 KiB)
 // bounds a RESPONSE's status and headers, and the fields of TRAILERS and
@@ -44,12 +52,22 @@
 // Content-Length is truncated (as gunicorn does); a shorter one aborts the
 // response.
 //
-// Request bodies never make a request hold a worker slot while the client
-// has sent nothing: a body of up to 64 KiB is read whole before a slot is
-// taken, and of a larger or chunked body the first bytes are (the engine
-// sends 100 Continue on that first read and bounds the wait with its body
-// timeout; a timeout is answered 408). A chunked body that ends within that
-// first read is sent inline like a small one.
+// Request bodies are received before a worker slot is taken: a body of up
+// to 64 KiB whole, into the pooled scratch memory, and a larger or chunked
+// one into pooled 64 KiB chunks, whole when it ends within
+// Config.BufferBody (--buffer-body, 1 MiB by default), else its first
+// BufferBody bytes; the rest is then streamed by the pump. So a slow upload
+// costs a goroutine and memory that grows only as bytes arrive (at most
+// BufferBody plus one chunk per request), never a Python worker, and a
+// malformed chunked body within BufferBody (bad chunk size, missing CRLF,
+// forbidden trailer field) fails here, is answered 400 by the engine and
+// never reaches the app. With BufferBody 0 only the first bytes are read
+// first, so a client that announces a body and never sends it holds no
+// worker either. The engine sends 100 Continue on the first read and
+// bounds every wait with its body timeout (408). A body that ends within
+// 64 KiB is sent inline, in the REQUEST's write. There is no process-wide
+// bound on buffered body memory yet: MaxBody and BufferBody bound it per
+// request, the connection count (--max-connections) in all.
 //
 // Hot path: one pooled scratch state per request, no goroutine unless the
 // request body is large or of unknown length (then one goroutine streams
@@ -68,6 +86,15 @@
 // (a queued request leaves the queue without an answer). A deadline
 // layered on it is one place for a per-request timeout: a request whose
 // deadline passes in the queue gets 503.
+//
+// --timeout (Config.Timeout) is such a deadline, layered in relay: from
+// the REQUEST to the end of the response (queue time is not counted).
+// When it passes the answer is 504 (an abort once the response started).
+// An ASGI stream is cancelled (Stream.Cancel: the adapter cancels the
+// app's task, the worker lives); a WSGI worker cannot stop a thread, so
+// it is killed (Worker.KillFor) and replaced, and its other requests get
+// 502 with a log line naming them and the request that caused the kill.
+// WebSocket sessions are exempt.
 //
 // # ASGI
 //

@@ -385,7 +385,9 @@ func (c *conn) fill() error {
 	if err := c.lockedFlushAt(now); err != nil {
 		return err
 	}
-	t := c.srv.cfg.HeaderTimeout
+	// Body bytes: an idle limit of its own (--body-timeout), re-armed on
+	// every read, so a steady slow upload is not cut but a stalled one is.
+	t := c.srv.cfg.BodyTimeout
 	c.setReadDeadline(now, now.Add(t), t)
 	n, err := c.nc.Read(c.buf[c.w:])
 	c.w += n
@@ -415,7 +417,9 @@ func (c *conn) readDirect(p []byte) (int, error) {
 	if err := c.lockedFlushAt(now); err != nil {
 		return 0, err
 	}
-	t := c.srv.cfg.HeaderTimeout
+	// Body bytes: an idle limit of its own (--body-timeout), re-armed on
+	// every read, so a steady slow upload is not cut but a stalled one is.
+	t := c.srv.cfg.BodyTimeout
 	c.setReadDeadline(now, now.Add(t), t)
 	n, err := c.nc.Read(p)
 	if n > 0 {

@@ -67,7 +67,21 @@
 // (414), field count, field size and the whole head (MaxHeaderBytes, 32
 // KiB by default like nginx's large_client_header_buffers: 431, refused
 // as soon as that many bytes arrived without the end of the head), head
-// timeout (408), head-memory budget (503).
+// timeout (HeaderTimeout, from a head's first byte: 408), head-memory
+// budget (503). Body reads have an inactivity limit of their own
+// (BodyTimeout, HeaderTimeout unless set; re-armed on every read: a
+// steady slow upload is not cut, a stalled one is); a read that times out fails with
+// os.ErrDeadlineExceeded and the handler answers it (408 from
+// internal/dispatch).
+//
+// Connection bound: Servers sharing a ConnLimit (Config.ConnLimit, from
+// --max-connections) hold at most that many connections open together.
+// At the bound Serve stops calling Accept until one closes, so new
+// clients wait in the kernel's listen backlog rather than being refused;
+// the slot is taken before Accept and given back when the connection is
+// untracked (closed, hijacked or not). Shutdown and Close end a wait
+// for a slot. Idle keep-alive connections hold their slots until
+// KeepAlive (75 s by default) closes them.
 //
 // Deliberate choices where the RFCs leave room, mostly matching gunicorn's
 // test corpus: "identity" in Transfer-Encoding is ignored; known content

@@ -29,8 +29,8 @@ type Config struct {
 	// connection may wait for its next request's first byte (and a new
 	// one for its first; then it is closed silently); HeaderTimeout is
 	// how long a client has to send a whole head once its first byte
-	// arrived (408 beyond) and the inactivity limit while reading a body;
-	// WriteTimeout bounds each write. MaxHeadMemory sizes the budget New
+	// arrived (408 beyond); BodyTimeout the inactivity limit while reading
+	// a body; WriteTimeout bounds each write. MaxHeadMemory sizes the budget New
 	// makes when HeadBudget is nil.
 	config.HTTP
 	// HeadBudget bounds the read-buffer memory all connections together
@@ -40,6 +40,11 @@ type Config struct {
 	// read buffer at all. Servers given the same budget share it; nil
 	// gives the Server its own, of MaxHeadMemory bytes.
 	HeadBudget *HeadBudget
+	// ConnLimit bounds the open connections of every Server sharing it
+	// (nil: no bound). At the bound a Server stops accepting until a
+	// connection closes: new clients wait in the kernel's listen backlog
+	// instead of being refused.
+	ConnLimit *ConnLimit
 	// Scheme is reported in Request.Scheme: "http" (the default) or "https".
 	Scheme string
 	// Log receives connection-level errors; nil means slog.Default().
@@ -57,7 +62,9 @@ type Server struct {
 	budget *HeadBudget
 	opt    parseOptions
 
-	shutting atomic.Bool // Shutdown or Close called: finish what is in flight, take nothing new
+	shutting atomic.Bool   // Shutdown or Close called: finish what is in flight, take nothing new
+	stop     chan struct{} // closed with the listeners: ends a wait for a ConnLimit slot
+	stopOnce sync.Once
 	closing  atomic.Bool // Close called (or Shutdown's context ended)
 
 	mu        sync.Mutex
@@ -85,6 +92,7 @@ func fillDefaults(h *config.HTTP) {
 	setD(&h.KeepAlive, def.KeepAlive)
 	setD(&h.HeaderTimeout, def.HeaderTimeout)
 	setD(&h.WriteTimeout, def.WriteTimeout)
+	setD(&h.BodyTimeout, h.HeaderTimeout)
 	if h.MaxHeadMemory <= 0 {
 		h.MaxHeadMemory = def.MaxHeadMemory
 	}
@@ -117,6 +125,7 @@ func New(h exchange.Handler, cfg Config) *Server {
 		budget:    cfg.HeadBudget,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		stop:      make(chan struct{}),
 	}
 	s.trlLim = limits{reqLine: maxChunkLine, fields: cfg.LimitRequestFields, fieldSize: cfg.LimitRequestFieldSize, head: cfg.MaxHeaderBytes}
 	// A head, plus (while its handler runs) a trailer section behind it.
@@ -148,9 +157,19 @@ func (s *Server) Serve(l net.Listener) error {
 	}()
 
 	var backoff time.Duration
+	lim := s.cfg.ConnLimit
 	for {
+		// At the connection bound, stop accepting until one closes.
+		if lim != nil {
+			select {
+			case lim.sem <- struct{}{}:
+			case <-s.stop:
+				return nil
+			}
+		}
 		nc, err := l.Accept()
 		if err != nil {
+			lim.release()
 			if s.shutting.Load() {
 				return nil
 			}
@@ -171,6 +190,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if !s.track(c) {
 			_ = nc.Close()
 			c.release()
+			lim.release()
 			return nil
 		}
 		go c.serve()
@@ -197,6 +217,30 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.cfg.ConnLimit.release()
+}
+
+// ConnLimit bounds the connections open at once over every Server that
+// shares it (Config.ConnLimit). It is safe for concurrent use.
+type ConnLimit struct {
+	sem chan struct{} // one token per open connection
+}
+
+// NewConnLimit returns a bound of n connections (n > 0).
+func NewConnLimit(n int) *ConnLimit {
+	if n <= 0 {
+		panic("h1: NewConnLimit: the bound must be positive")
+	}
+	return &ConnLimit{sem: make(chan struct{}, n)}
+}
+
+// Open returns the number of connections holding a slot now.
+func (l *ConnLimit) Open() int { return len(l.sem) }
+
+func (l *ConnLimit) release() {
+	if l != nil {
+		<-l.sem
+	}
 }
 
 // ActiveConns returns the number of open client connections.
@@ -250,6 +294,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeListeners() {
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for l := range s.listeners {

@@ -31,7 +31,8 @@
 // prefix. Two routes that could match one request with equal specificity
 // would have the same listener, host and prefix: New refuses such
 // duplicates, so the winner never depends on declaration order. No match is
-// answered by the router itself with a plain 404, inside the global
+// answered by the router itself with a 404 error page (internal/errpage:
+// text, HTML or JSON as the client's Accept prefers), inside the global
 // middleware (so the access log records it).
 //
 // # Raw paths

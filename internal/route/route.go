@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
 )
 
@@ -168,7 +169,7 @@ func (v *view) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		e.chain.Serve(w, r)
 		return
 	}
-	notFound(w)
+	errpage.Write(w, r, 404)
 }
 
 func (v *view) match(r *exchange.Request) *entry {
@@ -179,20 +180,6 @@ func (v *view) match(r *exchange.Request) *entry {
 		}
 	}
 	return nil
-}
-
-var (
-	notFoundBody    = []byte("404 Not Found\n")
-	notFoundHeaders = []exchange.Header{
-		{Name: []byte("Content-Type"), Value: []byte("text/plain; charset=utf-8")},
-		{Name: []byte("Content-Length"), Value: []byte("14")},
-	}
-)
-
-func notFound(w exchange.ResponseWriter) {
-	if w.WriteHeader(404, nil, notFoundHeaders, int64(len(notFoundBody))) == nil {
-		_, _ = w.Write(notFoundBody) // the client went away: nothing to do
-	}
 }
 
 // requestHost strips the port and one trailing dot from a Host value,

@@ -4,12 +4,21 @@
 // (stop accepting, let in-flight requests finish within the graceful
 // timeout, stop the workers). A second signal cuts the wait short.
 //
+// Signals (signals.go), with gunicorn's meanings: SIGINT/SIGTERM stop
+// gracefully; SIGQUIT stops at once (no shutdown delay, no graceful
+// wait); SIGHUP reloads the TLS certificates and starts a new generation
+// of workers (supervisor.Pool.Reload; systemd hears RELOADING=1, then
+// READY=1), the old one serving until the new one is ready and abandoned
+// the other way round when it fails to boot; SIGTTIN/SIGTTOU add/remove
+// a worker. SIGUSR1 (log reopen) is the cli's.
+//
 // # Handlers and engines
 //
 // Run builds the handler chain with internal/route: a Router whose table
 // today holds one route, "/" to the dispatcher (kind "app"), with the
-// access log as global middleware so that every request, the router's
-// own 404s included, is logged. Each listener is then served by an Engine
+// request-id middleware (internal/requestid) and then the access log as
+// global middleware, so that every request, the router's own 404s
+// included, has an X-Request-ID and is logged with it. Each listener is then served by an Engine
 // (Serve a listener, Shutdown, Close) built with the router's view of that
 // listener (route.Router.Listener, named by the bind as given, e.g.
 // "127.0.0.1:8000" or "unix:/run/krait.sock"). krait's own HTTP/1.1
@@ -19,6 +28,18 @@
 // one engine per listener, every h1 engine shares
 // one h1.HeadBudget (config.HTTP.MaxHeadMemory), so it bounds the whole
 // process.
+//
+// In front of the app (front.go): the forwarding middleware
+// (internal/forwarded, --forwarded-allow-ips/--forwarded-headers) is the
+// outermost global middleware, so the access log, metrics and the app
+// inside it see the client, not the proxy. Compression (internal/compress)
+// is middleware of the app route only, inside the access log (which so
+// counts the bytes sent); static routes serve their own precompressed
+// files and need sendfile, ranges and strong ETags. With --proxy-protocol
+// every listener, the --redirect-http one included, is wrapped by
+// internal/proxyproto before any engine sees it (TLS starts after the
+// PROXY header; h1 takes the header's addresses from the accepted conn);
+// the metrics listener is not.
 //
 // The graceful stop runs in this order: the dispatcher's Shutdown first
 // (it closes open WebSockets with 1012, which never end by themselves),

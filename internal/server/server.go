@@ -17,6 +17,7 @@ import (
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/h1"
 	"github.com/krait-server/krait/internal/metrics"
+	"github.com/krait-server/krait/internal/requestid"
 	"github.com/krait-server/krait/internal/route"
 	"github.com/krait-server/krait/internal/static"
 	"github.com/krait-server/krait/internal/supervisor"
@@ -94,6 +95,12 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		AdapterDir: adapterDir,
 		Log:        log,
 		Output:     opt.WorkerOutput,
+		Recycle: supervisor.Recycle{
+			MaxRequests:       cfg.MaxRequests,
+			MaxRequestsJitter: cfg.MaxRequestsJitter,
+			MaxRSS:            int64(cfg.MaxRSSMiB) << 20,
+			MaxLifetime:       cfg.MaxLifetime,
+		},
 	})
 
 	if err != nil {
@@ -101,8 +108,12 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	}
 
 	dispatcher := dispatch.New(pool, dispatch.Config{
-		MaxQueue: cfg.MaxQueue * cfg.Workers,
-		Log:      log,
+		MaxQueue:   cfg.MaxQueue * cfg.Workers,
+		MaxBody:    cfg.MaxBodySize,
+		BufferBody: cfg.BufferBody,
+		ASGI:       cfg.Interface == "asgi",
+		Timeout:    cfg.Timeout,
+		Log:        log,
 		WebSocket: wsbridge.Config{
 			MaxSize:           cfg.WSMaxSize,
 			PingInterval:      cfg.WSPingInterval,
@@ -125,10 +136,19 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	engines := make([]Engine, len(listeners))
 	// One head-memory budget for every h1 engine: it bounds the process.
 	budget := h1.NewHeadBudget(cfg.MaxHeadMemory)
+	// And one --max-connections bound for all of them.
+	var conns *h1.ConnLimit
+	if cfg.MaxConnections > 0 {
+		conns = h1.NewConnLimit(cfg.MaxConnections)
+	}
 	for i := range listeners {
-		if engines[i], err = newEngine(router.Listener(listenerName(cfg.Binds[i])), cfg, budget, tc, log); err != nil {
+		if engines[i], err = newEngine(router.Listener(listenerName(cfg.Binds[i])), cfg, budget, conns, tc, log); err != nil {
 			pool.Close()
 			return err
+		}
+		if _, ok := engines[i].(*h1.Server); !ok && conns != nil {
+			// net/http's engine (TLS, h2c) counts through its listener.
+			listeners[i] = h1.LimitListener(listeners[i], conns)
 		}
 	}
 	if redirectL != nil {
@@ -150,11 +170,21 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	log.Info("ready", "app", cfg.App, "workers", cfg.Workers, "threads", cfg.Threads, "pid", os.Getpid())
 	stopWatchdog := notifyReady(ctx, cfg, opt.Systemd, pool, log)
 	defer stopWatchdog()
+	// SIGHUP, SIGTTIN and SIGTTOU act here; every other signal is a stop.
+	sigCtx, stopSignals := context.WithCancel(ctx)
+	defer stopSignals()
+	stops, quick := controlSignals(sigCtx, opt.Signals, pool, tc, opt.Systemd, log)
+	opt.Signals = stops
 
 	var cause error
+	delay, graceful := cfg.ShutdownDelay, cfg.GracefulTimeout
 	select {
 	case sig := <-opt.Signals:
 		log.Info("stopping gracefully", "signal", sig.String(), "graceful_timeout", cfg.GracefulTimeout.String())
+		if sig == quick {
+			log.Warn("SIGQUIT: stopping now")
+			delay, graceful = 0, 0
+		}
 	case err := <-serveErr:
 		cause = err
 		log.Error("listener failed, stopping", "err", err)
@@ -173,8 +203,8 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	// Not ready at once; keep serving for --shutdown-delay so a load
 	// balancer notices before the listeners close.
 	obs.setDraining()
-	now := waitShutdownDelay(cfg.ShutdownDelay, opt.Signals, log)
-	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.GracefulTimeout)
+	now := waitShutdownDelay(delay, opt.Signals, log)
+	stopCtx, cancel := context.WithTimeout(context.Background(), graceful)
 	defer cancel()
 	if now {
 		cancel()
@@ -235,7 +265,10 @@ func newRouter(app exchange.Handler, statics []route.Route, accessLog io.Writer,
 	if err != nil {
 		return nil, err
 	}
-	global := []route.Middleware{fr.forwarded}
+	// The request id inside the forwarded middleware (a trusted proxy's
+	// view of the request first) and outside the access log, so the log
+	// line (written after the inner handlers) finds it in the headers.
+	global := []route.Middleware{fr.forwarded, requestid.New().Wrap}
 	if accessLog != nil {
 		global = append(global, accesslog.New(accessLog).Wrap)
 	}
@@ -255,8 +288,8 @@ func listenerName(b config.Bind) string { return b.String() }
 // newH1Engine builds the cleartext HTTP/1.1 engine for one listener. Every
 // engine gets the same budget, so the head-memory limit bounds the whole
 // process however many listeners there are.
-func newH1Engine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, log *slog.Logger) *h1.Server {
-	return h1.New(h, h1.Config{HTTP: cfg.HTTP, HeadBudget: budget, Log: log})
+func newH1Engine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, conns *h1.ConnLimit, log *slog.Logger) *h1.Server {
+	return h1.New(h, h1.Config{HTTP: cfg.HTTP, HeadBudget: budget, ConnLimit: conns, Log: log})
 }
 
 // shutdownEngines shuts every engine down at once, so that all listeners

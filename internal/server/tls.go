@@ -44,7 +44,7 @@ func newTLSConfig(cfg *config.Serve, log *slog.Logger) (*tlsconf.Config, error) 
 // (internal/h2) for TLS (HTTP/1.1 + HTTP/2 by ALPN) and for
 // --http2-cleartext, krait's own HTTP/1.1 engine (sharing budget, the h1
 // engines' head-memory budget) otherwise.
-func newEngine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, tc *tlsconf.Config, log *slog.Logger) (Engine, error) {
+func newEngine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, conns *h1.ConnLimit, tc *tlsconf.Config, log *slog.Logger) (Engine, error) {
 	c := h2.Config{
 		DisableHTTP2:         !cfg.TLS.HTTP2,
 		Cleartext:            cfg.TLS.HTTP2Cleartext,
@@ -55,7 +55,7 @@ func newEngine(h exchange.Handler, cfg *config.Serve, budget *h1.HeadBudget, tc 
 		Log:                  log,
 	}
 	if tc == nil && !cfg.TLS.HTTP2Cleartext {
-		return newH1Engine(h, cfg, budget, log), nil
+		return newH1Engine(h, cfg, budget, conns, log), nil
 	}
 	if tc != nil {
 		c.TLS = tc.TLS

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
 )
 
@@ -167,16 +168,16 @@ var (
 
 	textPlain = []byte("text/plain; charset=utf-8")
 
-	body400 = []byte("400 Bad Request\n")
-	body404 = []byte("404 Not Found\n")
-	body405 = []byte("405 Method Not Allowed\n")
-	body412 = []byte("412 Precondition Failed\n")
 	body416 = []byte("416 Range Not Satisfiable\n")
 
-	headers400 = []exchange.Header{{Name: hContentType, Value: textPlain}}
-	headers404 = headers400
-	headers405 = []exchange.Header{{Name: hContentType, Value: textPlain}, {Name: hAllow, Value: allowValue}}
+	hdrAllow = exchange.Header{Name: hAllow, Value: allowValue}
 )
+
+// errorPage answers with krait's error page for status (errpage: the
+// format the client's Accept prefers, the request id, no detail).
+func errorPage(w exchange.ResponseWriter, r *exchange.Request, status int, extra ...exchange.Header) {
+	errpage.Write(w, r, status, extra...)
+}
 
 func plain(w exchange.ResponseWriter, status int, headers []exchange.Header, body []byte) {
 	if w.WriteHeader(status, nil, headers, int64(len(body))) == nil {
@@ -195,22 +196,22 @@ func (h *Handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		_ = w.WriteHeader(204, nil, optionsHeaders, 0)
 		return
 	default:
-		plain(w, 405, headers405, body405)
+		errorPage(w, r, 405, hdrAllow)
 		return
 	}
 	path := r.Path
 	if len(path) < len(h.prefix) || string(path[:len(h.prefix)]) != string(h.prefix) {
-		plain(w, 404, headers404, body404) // not routed here: cannot happen behind the router
+		errorPage(w, r, 404) // not routed here: cannot happen behind the router
 		return
 	}
 	var buf [256]byte
 	rel, st := cleanPath(buf[:0], path[len(h.prefix):])
 	switch st {
 	case pathBad:
-		plain(w, 400, headers400, body400)
+		errorPage(w, r, 400)
 		return
 	case pathNotFound:
-		plain(w, 404, headers404, body404)
+		errorPage(w, r, 404)
 		return
 	}
 	h.serveFile(w, r, rel, isHead, true)
@@ -221,7 +222,7 @@ func (h *Handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 func (h *Handler) serveFile(w exchange.ResponseWriter, r *exchange.Request, rel []byte, isHead, retry bool) {
 	e := h.lookup(rel)
 	if e == nil {
-		plain(w, 404, headers404, body404)
+		errorPage(w, r, 404)
 		return
 	}
 	ae := parseAcceptEncoding(r.Headers)
@@ -233,7 +234,7 @@ func (h *Handler) serveFile(w exchange.ResponseWriter, r *exchange.Request, rel 
 		_ = w.WriteHeader(304, nil, rp.h304, 0)
 		return
 	case 412:
-		plain(w, 412, headers400, body412)
+		errorPage(w, r, 412)
 		return
 	}
 
@@ -261,7 +262,7 @@ func (h *Handler) serveFile(w exchange.ResponseWriter, r *exchange.Request, rel 
 			return
 		}
 		h.logMiss(rp.name, err)
-		plain(w, 404, headers404, body404)
+		errorPage(w, r, 404)
 		return
 	}
 	fi, err := f.Stat()
@@ -273,7 +274,7 @@ func (h *Handler) serveFile(w exchange.ResponseWriter, r *exchange.Request, rel 
 			if retry {
 				h.serveFile(w, r, rel, isHead, false)
 			} else {
-				plain(w, 404, headers404, body404)
+				errorPage(w, r, 404)
 			}
 			return
 		}

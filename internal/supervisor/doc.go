@@ -39,6 +39,32 @@
 // freed slot is handed straight to the first waiter. The queue bound is
 // the caller's (the dispatcher's MaxQueue); a full queue is ErrQueueFull.
 //
+// Generations (generation.go): every worker start gets a new generation
+// number (Pool.genSeq), carried by its OnRelease callback, so that a
+// replaced worker's releases are ignored. A slot's worker is swapped only
+// for one that is already ready (installLocked): the old one is kept in
+// Pool.retiring, drains its in-flight streams and exits (retire), never
+// killed for a soft limit; Shutdown and Close reach it there. Reload
+// starts a whole new generation beside the old one and swaps every slot
+// only once all are ready; if one fails to boot the new ones are killed,
+// the old generation keeps serving and the traceback goes to the worker
+// output. The monitor watches whatever worker its slot holds (a kick
+// wakes it after a swap); a worker's end after it was swapped out is not
+// a death.
+//
+// Recycling (recycle.go) is a loop apart from the pool, the recycler,
+// started only when a limit is set: it looks every 250ms (and at once
+// when a worker reaches max-requests) at each slot's handled count
+// (max-requests + per-worker jitter), uptime (max-lifetime) and resident
+// memory (/proc/PID/statm, max-rss), and for a worker past one boots a
+// successor while the worker keeps serving (no capacity dip), then swaps.
+// A successor that fails to boot leaves the old worker serving and the
+// slot is retried after recycleRetry.
+//
+// Scaling (scale.go): AddWorker appends a slot started like a
+// replacement; RemoveWorker takes the last slot out (removed) and retires
+// its worker. The last slot is never removed.
+//
 // Worker output goes through a LogWriter: a bounded queue written by one
 // goroutine, which drops (and later counts) lines rather than block when
 // the log destination does not take output, so a worker that prints can
@@ -46,13 +72,16 @@
 //
 // Stats (stats.go) is a snapshot for metrics and readiness: each slot's
 // state, pid, busy count and capacity, the queue depth, restarts by reason
-// (retired, died, died_early, boot_failed) and a histogram of queue waits.
+// (retired, died, died_early, boot_failed, reload, max_requests,
+// max_rss, max_lifetime) and a histogram of queue waits.
 // It holds Pool.mu only to copy the slots; the restart and wait counters
 // are atomics in Pool.stats, bumped outside the lock by the slot's
 // monitor and by the request that waited.
 //
-// Locking: Pool.mu guards the slots' worker pointers, busy counts and
-// failing flags, the wait queue and the closed state. Worker callbacks (a
+// Locking: Pool.mu guards the slots list and each slot's worker pointer,
+// generation, busy and handled counts, failing/recycling/removed flags,
+// the retiring set, genSeq, the wait queue and the closed state.
+// reloadMu serializes Reloads (never taken under mu). Worker callbacks (a
 // stream ended) take it briefly; nothing blocks while holding it. A slot's
 // backoff and start time belong to its monitor goroutine.
 package supervisor

@@ -32,6 +32,9 @@ type Config struct {
 	// the pool puts one in front of it, so a blocked destination never
 	// blocks a worker (lines are dropped and counted instead).
 	Output io.Writer
+	// Recycle holds the soft limits after which a worker is replaced (its
+	// successor boots first, then it drains and exits); zero = none.
+	Recycle Recycle
 }
 
 // Errors returned by Open.
@@ -73,11 +76,16 @@ type Pool struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // slot monitors
 
-	mu      sync.Mutex
-	slots   []*slot
-	queue   []*waiter // FIFO; canceled entries are skipped
-	waiting int       // live (not canceled) entries in queue
-	closed  bool
+	mu       sync.Mutex
+	slots    []*slot
+	queue    []*waiter // FIFO; canceled entries are skipped
+	waiting  int       // live (not canceled) entries in queue
+	closed   bool
+	genSeq   int                         // last worker generation handed out
+	retiring map[*worker.Worker]struct{} // replaced, draining; Shutdown/Close reach them too
+
+	reloadMu   sync.Mutex    // one Reload at a time
+	recycleNow chan struct{} // wakes the recycler (a worker reached max-requests)
 
 	stats poolStats // counters for Stats (stats.go); atomics, not under mu
 }
@@ -92,6 +100,16 @@ type slot struct {
 	backoff time.Duration
 	// failing: w is nil and the last attempt to start a worker failed.
 	failing bool
+	// handled counts the streams w's generation released (max-requests);
+	// limit is w's own max-requests (jittered), 0 = none.
+	handled, limit int
+	// recycling: a successor for w is booting (the recycler's).
+	recycling bool
+	// kick wakes the monitor when w was swapped for a new worker or the
+	// slot was removed (SIGTTOU).
+	kick chan struct{}
+	// removed: the slot left p.slots (RemoveWorker); its monitor ends.
+	removed bool
 }
 
 type grant struct {
@@ -123,10 +141,12 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		cfg.Output = NewLogWriter(cfg.Output, 0)
 	}
 	pctx, cancel := context.WithCancel(context.Background())
-	p := &Pool{cfg: cfg, log: cfg.Log, ctx: pctx, cancel: cancel}
+	p := &Pool{cfg: cfg, log: cfg.Log, ctx: pctx, cancel: cancel,
+		retiring: map[*worker.Worker]struct{}{}, recycleNow: make(chan struct{}, 1)}
 	p.slots = make([]*slot, cfg.Workers)
 	for i := range p.slots {
-		p.slots[i] = &slot{id: i + 1}
+		p.genSeq++
+		p.slots[i] = &slot{id: i + 1, gen: p.genSeq, kick: make(chan struct{}, 1)}
 	}
 
 	// Boot in parallel: a big Django app takes seconds to import.
@@ -140,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	results := make(chan result, len(p.slots))
 	for _, sl := range p.slots {
 		go func(sl *slot) {
-			w, err := worker.Start(bootCtx, p.workerConfig(sl, 0))
+			w, err := worker.Start(bootCtx, p.workerConfig(sl, sl.gen))
 			results <- result{sl, w, err}
 		}(sl)
 	}
@@ -158,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		r.sl.w = r.w
 		r.sl.cap = r.w.Capacity()
 		r.sl.started = time.Now()
+		r.sl.limit = p.cfg.Recycle.requestLimit()
 		started = append(started, r.w)
 	}
 	if first != nil {
@@ -173,6 +194,10 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	for _, sl := range p.slots {
 		p.wg.Add(1)
 		go p.monitor(sl)
+	}
+	if p.cfg.Recycle.enabled() {
+		p.wg.Add(1)
+		go p.recycler()
 	}
 	w := p.slots[0].w
 	p.log.Info("workers ready", "workers", len(p.slots), "interface", w.Interface(),
@@ -196,18 +221,34 @@ func (p *Pool) monitor(sl *slot) {
 	defer p.wg.Done()
 	for {
 		p.mu.Lock()
-		w := sl.w
+		w, removed := sl.w, sl.removed
 		p.mu.Unlock()
+		if removed {
+			return
+		}
 		select {
 		case <-w.Done():
+		case <-sl.kick:
+			continue // w was swapped for a successor: watch that one
 		case <-p.ctx.Done():
 			return
 		}
 		p.mu.Lock()
+		if sl.removed {
+			p.mu.Unlock()
+			return
+		}
+		if sl.w != w {
+			// Swapped meanwhile (reload, recycling): its end is the
+			// retirer's business, not a death.
+			p.mu.Unlock()
+			continue
+		}
 		closed := p.closed
 		sl.w = nil
 		sl.busy = 0
-		sl.gen++
+		p.genSeq++
+		sl.gen = p.genSeq
 		gen := sl.gen
 		p.mu.Unlock()
 		if closed {
@@ -254,6 +295,16 @@ func (p *Pool) replace(sl *slot, gen int) *worker.Worker {
 			if p.ctx.Err() != nil {
 				return nil
 			}
+			p.mu.Lock()
+			cur, removed := sl.w, sl.removed
+			p.mu.Unlock()
+			if removed {
+				return nil
+			}
+			if cur != nil {
+				// A reload put a worker in this slot meanwhile.
+				return cur
+			}
 			p.stats.restart(RestartBootFailed)
 			sl.backoff = nextBackoff(sl.backoff)
 			p.log.Error("a replacement worker failed to start; retrying after a backoff",
@@ -268,18 +319,23 @@ func (p *Pool) replace(sl *slot, gen int) *worker.Worker {
 			continue
 		}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || sl.removed {
 			p.mu.Unlock()
 			nw.Kill()
 			<-nw.Done()
 			return nil
 		}
 		recovered := sl.failing
-		sl.w = nw
-		sl.cap = nw.Capacity()
-		sl.started = time.Now()
-		sl.failing = false
-		p.grantLocked(sl)
+		if sl.w != nil {
+			// A reload put a worker in this slot meanwhile: keep
+			// that one and let this one go.
+			cur := sl.w
+			p.mu.Unlock()
+			nw.Kill() // it never took a request
+			<-nw.Done()
+			return cur
+		}
+		p.installLocked(sl, nw, gen)
 		p.mu.Unlock()
 		p.log.Info("replacement worker ready", "worker", sl.id, "pid", nw.Pid(), "after_failures", recovered)
 		return nw
@@ -365,10 +421,17 @@ func (p *Pool) Open(ctx context.Context, maxQueue int) (*worker.Stream, error) {
 		// The worker died or began stopping after we picked it. Either
 		// way it is out of rotation now (acquire skips dead and stopping
 		// workers), so the next attempt picks another one or queues.
-		if attempt >= len(p.slots)+2 {
+		if attempt >= p.size()+2 {
 			return nil, err
 		}
 	}
+}
+
+// size is the number of slots (it changes with AddWorker/RemoveWorker).
+func (p *Pool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.slots)
 }
 
 func (p *Pool) acquire(ctx context.Context, maxQueue int) (grant, error) {
@@ -449,6 +512,14 @@ func (p *Pool) release(sl *slot, gen int) {
 	p.mu.Lock()
 	if sl.gen == gen && sl.w != nil {
 		sl.busy--
+		sl.handled++
+		if sl.handled == sl.limit {
+			// Wake the recycler now rather than at its next tick.
+			select {
+			case p.recycleNow <- struct{}{}:
+			default:
+			}
+		}
 		p.grantLocked(sl)
 	}
 	p.mu.Unlock()
@@ -482,6 +553,9 @@ func (p *Pool) closeLocked() []*worker.Worker {
 		if sl.w != nil {
 			ws = append(ws, sl.w)
 		}
+	}
+	for w := range p.retiring {
+		ws = append(ws, w)
 	}
 	return ws
 }

@@ -38,10 +38,18 @@ const (
 	RestartDiedEarly = "died_early"
 	// RestartBootFailed: a replacement failed to start and is retried.
 	RestartBootFailed = "boot_failed"
+	// RestartReload: replaced by a new generation on reload (SIGHUP).
+	RestartReload = "reload"
+	// RestartMaxRequests, RestartMaxRSS, RestartMaxLifetime: recycled
+	// for a soft limit (--max-requests, --max-rss, --max-lifetime).
+	RestartMaxRequests = "max_requests"
+	RestartMaxRSS      = "max_rss"
+	RestartMaxLifetime = "max_lifetime"
 )
 
 // RestartReasons lists the reasons in a fixed order.
-var RestartReasons = []string{RestartRetired, RestartDied, RestartDiedEarly, RestartBootFailed}
+var RestartReasons = []string{RestartRetired, RestartDied, RestartDiedEarly, RestartBootFailed,
+	RestartReload, RestartMaxRequests, RestartMaxRSS, RestartMaxLifetime}
 
 // QueueWaitBuckets are the upper bounds, in seconds, of the queue wait
 // histogram Stats reports (cumulative, as Prometheus wants them).
@@ -60,7 +68,7 @@ var queueWaitBounds = func() []time.Duration {
 // written without Pool.mu (a restart is counted by the slot's monitor, a
 // queue wait by the request that waited).
 type poolStats struct {
-	restarts [4]atomic.Uint64 // indexed like RestartReasons
+	restarts [8]atomic.Uint64 // indexed like RestartReasons
 	// Queue wait: one counter per bucket (not cumulative: observe adds to
 	// one), count and sum in nanoseconds.
 	waitBuckets [15]atomic.Uint64 // len(QueueWaitBuckets)+1; the last is +Inf

@@ -36,7 +36,14 @@ const (
 	WSAccept  Type = 0x0B // W->K: marshal (subprotocol str|None, headers)
 	WSMessage Type = 0x0C // both: one WebSocket message (or a piece, with FlagMore)
 	WSClose   Type = 0x0D // both: marshal (code int, reason str)
+
+	// Liveness (protocol version 2).
+	Ping Type = 0x0E // K->W, stream 0: up to 8 opaque bytes, echoed by PONG
+	Pong Type = 0x0F // W->K, stream 0: the PING's payload
 )
+
+// MaxPingPayload is the largest PING/PONG payload.
+const MaxPingPayload = 8
 
 // FlagEndStream marks the last frame a peer sends on a stream.
 const FlagEndStream = 0x01
@@ -50,7 +57,7 @@ const (
 )
 
 var typeNames = [...]string{"0x00", "HELLO", "REQUEST", "DATA", "RESPONSE", "WINDOW", "RESET", "SENDFILE", "SHUTDOWN",
-	"TRAILERS", "EARLY_HINT", "WS_ACCEPT", "WS_MESSAGE", "WS_CLOSE"}
+	"TRAILERS", "EARLY_HINT", "WS_ACCEPT", "WS_MESSAGE", "WS_CLOSE", "PING", "PONG"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t != 0 {
@@ -93,7 +100,7 @@ func ParseHeader(b []byte) (Header, error) {
 	switch {
 	case h.Length > MaxPayload:
 		return h, fmt.Errorf("%w: frame length %d exceeds %d", ErrProtocol, h.Length, MaxPayload)
-	case h.Type < Hello || h.Type > WSClose:
+	case h.Type < Hello || h.Type > Pong:
 		return h, fmt.Errorf("%w: unknown frame type %s", ErrProtocol, h.Type)
 	case h.Flags&^allowedFlags(h.Type) != 0 || b[6] != 0 || b[7] != 0:
 		return h, fmt.Errorf("%w: %s frame with reserved bits set (flags 0x%02x, reserved 0x%02x%02x)",

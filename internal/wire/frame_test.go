@@ -19,7 +19,7 @@ func TestParseHeader(t *testing.T) {
 		{"max payload", []byte{0, 0, 0x10, 0, 4, 0, 0, 0, 1, 0, 0, 0}, Header{MaxPayload, Response, 0, 1}, false},
 		{"too long", []byte{1, 0, 0x10, 0, 4, 0, 0, 0, 1, 0, 0, 0}, Header{}, true},
 		{"type 0", []byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, Header{}, true},
-		{"type 0x0e", []byte{0, 0, 0, 0, 0x0e, 0, 0, 0, 1, 0, 0, 0}, Header{}, true},
+		{"type 0x10", []byte{0, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 0}, Header{}, true},
 		{"trailers", []byte{0, 0, 0, 0, 9, 1, 0, 0, 1, 0, 0, 0}, Header{0, Trailers, 1, 1}, false},
 		{"ws message flags", []byte{0, 0, 0, 0, 0x0c, 6, 0, 0, 1, 0, 0, 0}, Header{0, WSMessage, FlagBinary | FlagMore, 1}, false},
 		{"ws close binary flag", []byte{0, 0, 0, 0, 0x0d, 2, 0, 0, 1, 0, 0, 0}, Header{}, true},

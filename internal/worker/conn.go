@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,9 +36,10 @@ type Worker struct {
 	table []tableEntry
 	mask  uint32
 
-	mu     sync.Mutex
-	nextID uint64 // next stream id to try; ids never wrap
-	dead   error  // why the connection ended; set once
+	mu        sync.Mutex
+	nextID    uint64 // next stream id to try; ids never wrap
+	dead      error  // why the connection ended; set once
+	killCause error  // why KillFor killed the worker; names it in dead
 
 	// gone is set the moment the connection fails or the process is
 	// reaped, whichever comes first: the pool then stops handing the
@@ -46,6 +48,12 @@ type Worker struct {
 	// served counts the streams the worker ended itself (reader only;
 	// read after Done).
 	served uint64
+
+	// active counts the streams whose REQUEST was written and that the
+	// worker has not ended (the heartbeat's view of a busy inline worker).
+	active atomic.Int64
+	// pong is the highest PING sequence number the worker echoed (reader).
+	pong atomic.Uint64
 
 	// sendMu orders REQUEST frames against SHUTDOWN: a REQUEST is sent
 	// under the read lock only while stopping is false.
@@ -105,6 +113,19 @@ func (w *Worker) Served() uint64 { return w.served }
 // Kill sends SIGKILL to the process; Done closes soon after.
 func (w *Worker) Kill() {
 	_ = w.cmd.Process.Kill()
+}
+
+// KillFor kills the worker because of cause (a request over --timeout, a
+// missed heartbeat): the log says so, and every stream in flight on it
+// fails with an ErrWorkerDied error that names cause.
+func (w *Worker) KillFor(cause error) {
+	w.mu.Lock()
+	if w.killCause == nil && w.dead == nil {
+		w.killCause = cause
+	}
+	w.mu.Unlock()
+	w.log.Warn("killing the worker", "worker", w.cfg.ID, "pid", w.pid, "reason", cause)
+	w.Kill()
 }
 
 // Shutdown asks the worker to finish its in-flight streams and exit, and
@@ -191,6 +212,13 @@ func (w *Worker) wake(batch []*Stream) {
 
 func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 	if h.Stream == 0 {
+		if h.Type == wire.Pong && h.Flags == 0 && len(p) == 8 {
+			seq := binary.LittleEndian.Uint64(p)
+			if seq > w.pong.Load() {
+				w.pong.Store(seq)
+			}
+			return nil
+		}
 		return fmt.Errorf("%w: %s frame on stream 0 after the handshake", wire.ErrProtocol, h.Type)
 	}
 	e := &w.table[h.Stream&w.mask]
@@ -264,6 +292,7 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 		e.p.Store(nil)
 		s.readerDone = true
 		w.served++
+		w.active.Add(-1)
 		if w.cfg.OnRelease != nil {
 			w.cfg.OnRelease()
 		}
@@ -280,6 +309,10 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 // and the process is killed (unless it is exiting after SHUTDOWN).
 func (w *Worker) fail(cause error) {
 	w.mu.Lock()
+	if w.killCause != nil {
+		// The connection ended because KillFor killed the process.
+		cause = fmt.Errorf("killed: %w", w.killCause)
+	}
 	if w.dead == nil {
 		w.dead = cause
 	}

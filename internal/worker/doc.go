@@ -28,6 +28,24 @@
 // Stream.ProtocolError: the worker is logged and killed here, not by the
 // user, and the supervisor replaces it.
 //
+// Killing on purpose: KillFor(cause) kills the process for a reason
+// (a request over --timeout, a missed heartbeat); the streams in flight
+// then fail with an ErrWorkerDied error saying "killed: cause", so the
+// requests that lose their worker are logged with the one that caused it.
+// Stream.Cancel is Reset with a reason: the ASGI adapter cancels the
+// stream's task (--timeout), and still ends the stream itself.
+//
+// Heartbeat: with Config.HeartbeatTimeout > 0 a goroutine per worker
+// sends PING on stream 0 every HeartbeatTimeout/4 (never a second one
+// while one is unanswered) and calls KillFor when the oldest unanswered
+// PING is HeartbeatTimeout old. The reader records each PONG's sequence
+// number. The write runs on its own goroutine so a worker that stopped
+// reading cannot stall the check. Python answers from the code that reads
+// the socket: the ASGI event loop (a blocked loop misses it), the WSGI
+// main thread. A WSGI worker with one thread runs the app on that thread,
+// so while it has a request in flight (Worker.active) the wait is not
+// counted: a hung request there is --timeout's to end.
+//
 // Flow control: krait charges its receive window for every DATA and
 // WS_MESSAGE byte and kills a worker that sends beyond it (a protocol
 // error); the send window is taken with AcquireSendWindow before body
@@ -46,8 +64,8 @@
 // settings; this package declares no default of its own, and Start
 // refuses a Config missing a required setting.
 //
-// Locking: Worker.mu guards stream-id allocation and the dead state;
-// Stream.mu guards a stream's inbox, windows and end flags. The table's
+// Locking: Worker.mu guards stream-id allocation, the dead state and
+// killCause; Stream.mu guards a stream's inbox, windows and end flags. The table's
 // entries are atomic pointers: Open stores, the reader loads and clears. A
 // Stream is shared by the reader and its user until both are done with it
 // (a two-count reference), then recycled.

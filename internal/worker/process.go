@@ -21,7 +21,7 @@ import (
 )
 
 // ProtocolVersion is the worker protocol version this package speaks.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // UnlimitedCapacity is the HELLO capacity of an ASGI worker without
 // --limit-concurrency, the largest capacity a worker may report.
@@ -231,6 +231,9 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w.wr = wire.NewWriter(conn)
 	go w.readLoop()
+	if cfg.HeartbeatTimeout > 0 {
+		go w.heartbeat(cfg.HeartbeatTimeout)
+	}
 	return w, nil
 }
 

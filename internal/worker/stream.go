@@ -124,6 +124,7 @@ func (s *Stream) SendRequest(frames []byte) error {
 		w.sendMu.RUnlock()
 		return fmt.Errorf("%w: %w: worker %d (pid %d)", ErrNotDelivered, ErrWorkerDied, w.cfg.ID, w.pid)
 	}
+	w.active.Add(1) // before the write: the worker may answer at once
 	err := w.wr.Append(frames)
 	s.requestSent = true
 	w.sendMu.RUnlock()
@@ -281,6 +282,32 @@ func (s *Stream) Reset() {
 	var b [wire.HeaderSize]byte
 	wire.PutHeader(b[:], 0, wire.Reset, 0, s.id)
 	_ = s.Send(b[:])
+}
+
+// Cancel is Reset with a reason: krait gave up on the stream (it ran over
+// --timeout) and wants the app stopped, not only told the client left.
+// The worker cancels the stream's task (ASGI) and still ends the stream
+// with its own RESET, which frees the slot (docs/protocol.md,
+// "Cancellation and errors").
+func (s *Stream) Cancel(reason string) {
+	if !s.requestSent {
+		return
+	}
+	s.mu.Lock()
+	if s.err != nil || s.wEnded || s.kReset {
+		s.mu.Unlock()
+		return
+	}
+	s.kReset = true
+	s.in = s.in[:0]
+	s.mu.Unlock()
+	signal(s.sendReady)
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	b := make([]byte, wire.HeaderSize, wire.HeaderSize+len(reason))
+	wire.PutHeader(b, len(reason), wire.Reset, 0, s.id)
+	_ = s.Send(append(b, reason...))
 }
 
 // Close ends the caller's use of the stream, resetting it if the worker

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/krait-server/krait/internal/codec"
+	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/httpx"
 	"github.com/krait-server/krait/internal/wire"
@@ -92,9 +93,6 @@ var (
 	hdrText        = exchange.Header{Name: []byte("Content-Type"), Value: []byte("text/plain; charset=utf-8")}
 	errorHeaders   = []exchange.Header{hdrText}
 	upgradeHeaders = []exchange.Header{hdrText, {Name: []byte("Sec-WebSocket-Version"), Value: []byte("13")}}
-	forbiddenBody  = []byte("403 Forbidden\n")
-	badGwBody      = []byte("502 Bad Gateway: the application worker failed.\n")
-	internalBody   = []byte("500 Internal Server Error\n")
 )
 
 // CheckHandshake validates a WebSocket opening handshake (RFC 6455
@@ -173,7 +171,7 @@ func (br *Bridge) Serve(w exchange.ResponseWriter, r *exchange.Request, s *worke
 		return nil, nil
 	case rerr != nil:
 		br.log.Warn("the worker died during a WebSocket handshake", "err", rerr)
-		httpx.WriteError(w, 502, errorHeaders, badGwBody)
+		errpage.Write(w, r, 502)
 		return nil, nil
 	}
 	h, p, rest := nextFrame(b)
@@ -183,16 +181,16 @@ func (br *Bridge) Serve(w exchange.ResponseWriter, r *exchange.Request, s *worke
 		return b, nil
 	case wire.WSClose:
 		// websocket.close before websocket.accept.
-		httpx.WriteError(w, 403, errorHeaders, forbiddenBody)
+		errpage.Write(w, r, 403)
 	case wire.WSAccept:
 		return nil, br.accept(w, r, s, p, rest)
 	case wire.Reset:
 		br.log.Debug("the worker reset a WebSocket stream before accepting", "reason", string(p))
-		httpx.WriteError(w, 500, errorHeaders, internalBody)
+		errpage.Write(w, r, 500)
 	default:
 		br.log.Error("unexpected frame from the application before WebSocket accept", "frame", h.Type.String())
 		s.Reset()
-		httpx.WriteError(w, 500, errorHeaders, internalBody)
+		errpage.Write(w, r, 500)
 	}
 	return nil, nil
 }

@@ -205,6 +205,15 @@ class Stream(StreamBase):
         n = self.send_window
         return want if want < n else n
 
+    def on_cancel(self, reason):
+        """K gave up on the stream (--timeout): cancel the app's task. run()
+        then ends the stream with a RESET, which frees K's slot."""
+        StreamBase.on_reset(self)
+        task = self.task
+        if task is not None and not task.done():
+            log("cancelling the application task (%s): %s" % (self.describe(), reason))
+            task.cancel()
+
     # ---- ending the stream ----
 
     def end_reset(self, reason):

@@ -10,8 +10,10 @@ the protocol rules both interfaces share:
   BufferedProtocol: get_buffer -> tail(), buffer_updated -> received());
 - Dispatcher, the stream table: which frame K may send on which stream
   (REQUEST opens an id that is not open, DATA/WINDOW/RESET/WS_* need an open
-  stream or are late frames for one K opened before, SHUTDOWN only on
-  stream 0), REQUEST decoding, refusing requests after SHUTDOWN, and
+  stream or are late frames for one K opened before, SHUTDOWN and PING
+  only on stream 0; PING is answered with PONG at once, by whoever reads
+  the socket, which is what the heartbeat checks; a RESET with a reason
+  is on_cancel: --timeout), REQUEST decoding, refusing requests after SHUTDOWN, and
   noticing when a shutting-down worker has drained;
 - StreamBase, the per-stream state K's frames change: the end of the
   request body, both flow-control windows and the reset flag.
@@ -29,7 +31,7 @@ import struct
 import sys
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 HEADER = struct.Struct("<IBBHI")
 HEADER_SIZE = HEADER.size  # 12
@@ -60,6 +62,10 @@ EARLY_HINT = 0x0A
 WS_ACCEPT = 0x0B
 WS_MESSAGE = 0x0C
 WS_CLOSE = 0x0D
+# Liveness (version 2): K pings on stream 0, W echoes the payload.
+PING = 0x0E
+PONG = 0x0F
+MAX_PING_PAYLOAD = 8
 
 END_STREAM = 0x01
 # WS_MESSAGE flags: binary message; the message continues in the next frame.
@@ -302,6 +308,11 @@ class StreamBase:
         self.gone = True
         self.wake()
 
+    def on_cancel(self, reason):
+        """K gave up on the stream (a RESET with a reason: --timeout) and
+        wants the app stopped; an interface that can stop it overrides."""
+        self.on_reset()
+
     def on_message(self, payload, flags):
         raise ProtocolError("WS_MESSAGE on stream %d, which is not a WebSocket" % self.id)
 
@@ -386,6 +397,8 @@ class Dispatcher:
                 return st.on_window(_u32(payload)[0])
         elif ftype == RESET:
             if st is not None:
+                if len(payload):
+                    return st.on_cancel(bytes(payload).decode("utf-8", "replace"))
                 return st.on_reset()
         elif ftype == WS_MESSAGE:
             if st is not None:
@@ -393,6 +406,13 @@ class Dispatcher:
         elif ftype == WS_CLOSE:
             if st is not None:
                 return st.on_close(payload)
+        elif ftype == PING and sid == 0:
+            # Answered by whatever reads the socket (the ASGI event loop,
+            # the WSGI main thread): a blocked loop misses it.
+            if len(payload) > MAX_PING_PAYLOAD:
+                raise ProtocolError("PING payload of %d bytes" % len(payload))
+            self.write(_pack(len(payload), PONG, 0, 0, 0) + bytes(payload))
+            return
         elif ftype == SHUTDOWN and sid == 0:
             self.shutting_down = True
             if not self.streams:

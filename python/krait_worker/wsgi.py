@@ -251,6 +251,17 @@ class Stream(StreamBase):
 
     # ---- frames from K (StreamBase.on_*, under the worker's lock) ----
 
+    def on_message(self, payload, flags):
+        # A threaded worker writes a stream's last frame before its thread
+        # takes the stream out of the table: a frame K sent after seeing
+        # that end is late, not a violation (as for a closed stream).
+        if not self.ended:
+            StreamBase.on_message(self, payload, flags)
+
+    def on_close(self, payload):
+        if not self.ended:
+            StreamBase.on_close(self, payload)
+
     def buffer_body(self, payload):
         self.buf += payload
 

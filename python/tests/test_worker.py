@@ -77,14 +77,14 @@ class HelloTest(unittest.TestCase):
 
     def test_ready(self):
         k, hello = self.boot("routes:application", threads=4)
-        self.assertEqual(hello, (1, hello[1], k.proc.pid, "wsgi", "ready", "", 4))
+        self.assertEqual(hello, (2, hello[1], k.proc.pid, "wsgi", "ready", "", 4))
         self.assertIsInstance(hello[1], str)
         status, _, _ = k.stop()
         self.assertEqual(status, 0)
 
     def check_error(self, app, needles, interface=None, iface="wsgi"):
         k, hello = self.boot(app, interface=interface)
-        self.assertEqual(hello[0], 1)
+        self.assertEqual(hello[0], 2)
         self.assertEqual(hello[3], iface)
         self.assertEqual(hello[4], "error")
         for needle in needles:

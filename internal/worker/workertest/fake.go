@@ -20,7 +20,8 @@ const (
 	// EnvMode: "ready" (serve), "import-error" (error HELLO), "exit"
 	// (exit 1 before HELLO), "hang" (never answer), "garbage" (invalid
 	// frame instead of HELLO), "exit-after-hello" (a ready HELLO, then
-	// exit 1 at once: a crash loop right after boot).
+	// exit 1 at once: a crash loop right after boot), "no-pong" (serve,
+	// but never answer PING: a worker whose event loop is blocked).
 	EnvMode = "KRAIT_FAKE_WORKER"
 	// EnvCapacity is the capacity reported in HELLO (default 4).
 	EnvCapacity = "KRAIT_FAKE_CAPACITY"
@@ -102,7 +103,7 @@ func run(mode string) int {
 		iface = "wsgi"
 	}
 	hello := func(status, msg string) {
-		p := marshalTuple(1, "fake-1.0", os.Getpid(), iface, status, msg, capacity)
+		p := marshalTuple(2, "fake-1.0", os.Getpid(), iface, status, msg, capacity)
 		sock.Write(wire.AppendFrame(nil, wire.Hello, 0, 0, p))
 	}
 	switch mode {
@@ -124,12 +125,13 @@ func run(mode string) int {
 		return 1
 	}
 	hello("ready", "")
-	f := &fake{w: wire.NewWriter(sock), streams: map[uint32]*stream{}, asgi: iface == "asgi"}
+	f := &fake{w: wire.NewWriter(sock), streams: map[uint32]*stream{}, asgi: iface == "asgi", noPong: mode == "no-pong"}
 	return f.serve(wire.NewReader(sock))
 }
 
 type fake struct {
 	asgi     bool
+	noPong   bool
 	w        *wire.Writer
 	mu       sync.Mutex
 	streams  map[uint32]*stream
@@ -162,6 +164,11 @@ func (f *fake) serve(r *wire.Reader) int {
 			return 0
 		}
 		switch h.Type {
+		case wire.Ping:
+			if !f.noPong {
+				f.w.Append(wire.AppendFrame(nil, wire.Pong, 0, 0, p))
+			}
+			continue
 		case wire.Shutdown:
 			f.mu.Lock()
 			f.shutdown = true

@@ -41,7 +41,7 @@ def application(environ, start_response):
                                   ("Content-Length", str(len(PAGE))),
                                   ("ETag", '"rev1"')])
         return [PAGE]
-    if path == "/chunks":  # no Content-Length, several pieces
+    if path == "/chunks":  # no Content-Length from the app, two pieces (a list: the adapter knows the length)
         start_response("200 OK", [("Content-Type", "application/json")])
         return [PAGE[:7000], PAGE[7000:]]
     if path == "/small":
