@@ -219,7 +219,7 @@ type HTTP struct {
 	// WriteTimeout bounds each write to a client.
 	WriteTimeout time.Duration
 	// BodyTimeout is how long a read of a request body may wait for the
-	// client's next bytes (408, or the connection closed, beyond it); 0
+	// client's next bytes (408, or the connection closed, beyond it);
 	// unless --body-timeout is given, it is HeaderTimeout.
 	BodyTimeout time.Duration
 }

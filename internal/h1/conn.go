@@ -47,6 +47,9 @@ var (
 type conn struct {
 	srv *Server
 	nc  net.Conn
+	// writeDirect's writev vector, in the conn so that it costs no allocation.
+	iov  [2][]byte
+	bufs net.Buffers
 
 	// The buffers are held only while a request is being read or served:
 	// an idle connection gives both back (putBufs) and waits for its next
@@ -460,11 +463,23 @@ func (c *conn) lockedFlushAt(now time.Time) error {
 
 // writeDirect sends p after the pending bytes without copying it.
 func (c *conn) writeDirect(p []byte) error {
-	if err := c.flush(); err != nil {
-		return err
+	if c.werr != nil {
+		return c.werr
 	}
 	c.setWriteDeadline(time.Now())
-	if _, err := c.nc.Write(p); err != nil {
+	var err error
+	if len(c.out) > 0 {
+		// One writev for the pending head and the body: one TCP push
+		// instead of two.
+		c.iov[0], c.iov[1] = c.out, p
+		c.bufs = c.iov[:]
+		_, err = c.bufs.WriteTo(c.nc)
+		c.iov[0], c.iov[1], c.bufs = nil, nil, nil
+		c.out = c.out[:0]
+	} else {
+		_, err = c.nc.Write(p)
+	}
+	if err != nil {
 		c.werr = err
 		return err
 	}
