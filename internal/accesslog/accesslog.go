@@ -1,11 +1,8 @@
 package accesslog
 
 import (
-	"bufio"
 	"bytes"
 	"io"
-	"net"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -40,77 +37,17 @@ type handler struct {
 	next exchange.Handler
 }
 
-var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+// recorderPool holds the exchange.Recorders that see each response's
+// final status and body bytes (the %>s and %b of the line).
+var recorderPool = sync.Pool{New: func() any { return new(exchange.Recorder) }}
 
 func (h *handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
-	rec := recorderPool.Get().(*recorder)
-	rec.ResponseWriter, rec.status, rec.bytes = w, 0, 0
+	rec := recorderPool.Get().(*exchange.Recorder)
+	rec.Reset(w)
 	h.next.Serve(rec, r)
-	h.log.write(r, rec.status, rec.bytes)
-	rec.ResponseWriter = nil
+	h.log.write(r, rec.Status, rec.Bytes)
+	rec.Reset(nil)
 	recorderPool.Put(rec)
-}
-
-// recorder passes everything through and remembers the final status and
-// the number of body bytes. It follows the exchange wrapper convention:
-// Unwrap exposes the engine's writer, and the optional interfaces it
-// implements (to see a hijack or trailers) forward with the exchange
-// helpers, so wrapping never hides what the engine can do.
-type recorder struct {
-	exchange.ResponseWriter
-	status int
-	bytes  int64
-}
-
-var (
-	_ exchange.ResponseWriter = (*recorder)(nil)
-	_ exchange.Unwrapper      = (*recorder)(nil)
-	_ exchange.Hijacker       = (*recorder)(nil)
-	_ exchange.TrailerWriter  = (*recorder)(nil)
-)
-
-// Unwrap implements exchange.Unwrapper.
-func (r *recorder) Unwrap() exchange.ResponseWriter { return r.ResponseWriter }
-
-// Hijack records a successful hijack as 101: the handler writes the
-// Switching Protocols response itself on the hijacked connection, so
-// WriteHeader never sees it. What goes over the connection afterwards is
-// not a response body and is not counted.
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := exchange.Hijack(r.ResponseWriter)
-	if err == nil {
-		r.status = 101
-	}
-	return nc, brw, err
-}
-
-// WriteTrailers forwards the trailers; when they are the first thing
-// written, the engine sends an implicit 200 header first.
-func (r *recorder) WriteTrailers(fields []exchange.Header) error {
-	err := exchange.WriteTrailers(r.ResponseWriter, fields)
-	if r.status == 0 && err == nil {
-		r.status = 200
-	}
-	return err
-}
-
-func (r *recorder) WriteHeader(status int, reason []byte, headers []exchange.Header, contentLength int64) error {
-	if status >= 200 || status == 101 {
-		r.status = status
-	}
-	return r.ResponseWriter.WriteHeader(status, reason, headers, contentLength)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) SendFile(f *os.File, offset, count int64) (int64, error) {
-	n, err := r.ResponseWriter.SendFile(f, offset, count)
-	r.bytes += n
-	return n, err
 }
 
 func (l *Logger) write(r *exchange.Request, status int, n int64) {

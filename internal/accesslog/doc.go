@@ -14,8 +14,9 @@
 // whichever engine served it, and records the final status and the body
 // bytes actually handed to the engine (Write and SendFile).
 //
-// Its recorder wraps the engine's ResponseWriter following the exchange
-// wrapper convention (see package exchange): it implements Unwrap, and
+// Its recorder, a pooled exchange.Recorder (shared with the metrics),
+// wraps the engine's ResponseWriter following the exchange wrapper
+// convention (see package exchange): it implements Unwrap, and
 // implements Hijacker and TrailerWriter only to observe them, forwarding
 // with exchange.Hijack and exchange.WriteTrailers. So with the access log
 // on, WebSocket upgrades and trailers work exactly as without it. A

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // ErrBodyTooLong is returned by Write and SendFile when a compressed
@@ -339,46 +340,46 @@ func scanFields(headers []exchange.Header) fields {
 		switch len(n) {
 		case 4:
 			switch {
-			case equalFold(n, "vary"):
+			case httpx.EqualFold(n, "vary"):
 				if f.vary < 0 {
 					f.vary = i
 				}
-				forEachElement(v, func(e []byte) {
-					if equalFold(e, "accept-encoding") || (len(e) == 1 && e[0] == '*') {
+				httpx.ForEachElement(v, func(e []byte) {
+					if httpx.EqualFold(e, "accept-encoding") || (len(e) == 1 && e[0] == '*') {
 						f.varyCovered = true
 					}
 				})
-			case equalFold(n, "etag"):
+			case httpx.EqualFold(n, "etag"):
 				f.etag = true
 			}
 		case 6:
-			f.digest = f.digest || equalFold(n, "digest")
+			f.digest = f.digest || httpx.EqualFold(n, "digest")
 		case 11:
-			f.digest = f.digest || equalFold(n, "repr-digest") || equalFold(n, "content-md5")
+			f.digest = f.digest || httpx.EqualFold(n, "repr-digest") || httpx.EqualFold(n, "content-md5")
 		case 12:
-			if equalFold(n, "content-type") {
+			if httpx.EqualFold(n, "content-type") {
 				f.contentType = v
 			}
 		case 13:
 			switch {
-			case equalFold(n, "content-range"):
+			case httpx.EqualFold(n, "content-range"):
 				f.ranged = true
-			case equalFold(n, "cache-control"):
-				forEachElement(v, func(e []byte) {
-					f.noTransform = f.noTransform || equalFold(e, "no-transform")
+			case httpx.EqualFold(n, "cache-control"):
+				httpx.ForEachElement(v, func(e []byte) {
+					f.noTransform = f.noTransform || httpx.EqualFold(e, "no-transform")
 				})
-			case equalFold(n, "accept-ranges"):
+			case httpx.EqualFold(n, "accept-ranges"):
 				f.lengthFields = true
 			}
 		case 14:
 			switch {
-			case equalFold(n, "content-length"):
+			case httpx.EqualFold(n, "content-length"):
 				f.lengthFields = true
-			case equalFold(n, "content-digest"):
+			case httpx.EqualFold(n, "content-digest"):
 				f.digest = true
 			}
 		case 16:
-			f.encoded = f.encoded || equalFold(n, "content-encoding")
+			f.encoded = f.encoded || httpx.EqualFold(n, "content-encoding")
 		}
 	}
 	return f
@@ -407,7 +408,7 @@ func (c *Compressor) compressible(ct []byte) bool {
 			break
 		}
 	}
-	ct = trimOWS(ct)
+	ct = httpx.TrimOWS(ct)
 	slash := -1
 	for i, ch := range ct {
 		if ch == '/' {
@@ -421,7 +422,7 @@ func (c *Compressor) compressible(ct []byte) bool {
 	typ, sub := ct[:slash], ct[slash+1:]
 	for i := range c.types {
 		p := &c.types[i]
-		if !equalFold(typ, p.typ) {
+		if !httpx.EqualFold(typ, p.typ) {
 			continue
 		}
 		switch {
@@ -431,7 +432,7 @@ func (c *Compressor) compressible(ct []byte) bool {
 			if len(sub) > len(p.sub) && hasSuffixFold(sub, p.sub) {
 				return true
 			}
-		case equalFold(sub, p.sub):
+		case httpx.EqualFold(sub, p.sub):
 			return true
 		}
 	}
@@ -449,16 +450,16 @@ func (w *writer) rewrite(headers []exchange.Header, f *fields, compress bool) []
 	etagDone := false // one buffer: a second (invalid) ETag stays as it is
 	for i, h := range headers {
 		switch {
-		case compress && f.lengthFields && (equalFold(h.Name, "content-length") || equalFold(h.Name, "accept-ranges")):
+		case compress && f.lengthFields && (httpx.EqualFold(h.Name, "content-length") || httpx.EqualFold(h.Name, "accept-ranges")):
 			continue
-		case compress && f.etag && !etagDone && equalFold(h.Name, "etag"):
+		case compress && f.etag && !etagDone && httpx.EqualFold(h.Name, "etag"):
 			etagDone = true
-			if v := trimOWS(h.Value); len(v) > 0 && v[0] == '"' {
+			if v := httpx.TrimOWS(h.Value); len(v) > 0 && v[0] == '"' {
 				w.etag = append(append(w.etag[:0], "W/"...), v...)
 				h.Value = w.etag
 			}
 		case i == f.vary && !f.varyCovered:
-			if v := trimOWS(h.Value); len(v) > 0 {
+			if v := httpx.TrimOWS(h.Value); len(v) > 0 {
 				w.vary = append(append(append(w.vary[:0], v...), ", "...), valAcceptEncoding...)
 				h.Value = w.vary
 			} else {

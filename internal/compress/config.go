@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Content-coding names, as they appear in Accept-Encoding and
@@ -141,32 +143,8 @@ func parseType(s string) (typePattern, error) {
 	return typePattern{typ: typ, sub: sub}, nil
 }
 
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// tchar reports the token characters of RFC 9110 §5.6.2.
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+// isToken reports whether s is an RFC 9110 token (1*tchar).
+func isToken(s string) bool { return httpx.ValidToken([]byte(s)) }
 
 // validate checks cfg and compiles its codings and types.
 func (cfg *Config) compile() (codings []coding, types []typePattern, err error) {

@@ -1,6 +1,9 @@
 package compress
 
-import "github.com/krait-server/krait/internal/exchange"
+import (
+	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
+)
 
 // coding is a content coding krait can apply; none means identity.
 type coding uint8
@@ -68,23 +71,23 @@ func negotiate(headers []exchange.Header, prefs []coding) coding {
 	found := false
 	for i := range headers {
 		h := &headers[i]
-		if len(h.Name) != len("accept-encoding") || !equalFold(h.Name, "accept-encoding") {
+		if len(h.Name) != len("accept-encoding") || !httpx.EqualFold(h.Name, "accept-encoding") {
 			continue
 		}
 		found = true
-		forEachElement(h.Value, func(e []byte) {
+		httpx.ForEachElement(h.Value, func(e []byte) {
 			name, w := splitWeight(e)
 			slot := slots
 			switch {
 			case len(name) == 1 && name[0] == '*':
 				slot = slotAny
-			case equalFold(name, "identity"):
+			case httpx.EqualFold(name, "identity"):
 				slot = slotID
-			case equalFold(name, "x-gzip"):
+			case httpx.EqualFold(name, "x-gzip"):
 				slot = gzipC
 			default:
 				for c := zstdC; c < numCodings; c++ {
-					if equalFold(name, codingNames[c]) {
+					if httpx.EqualFold(name, codingNames[c]) {
 						slot = c
 						break
 					}
@@ -129,7 +132,7 @@ func splitWeight(e []byte) ([]byte, int16) {
 	for i < len(e) && e[i] != ';' {
 		i++
 	}
-	name := trimOWS(e[:i])
+	name := httpx.TrimOWS(e[:i])
 	w := int16(qMax)
 	for i < len(e) {
 		i++ // ';'
@@ -137,89 +140,19 @@ func splitWeight(e []byte) ([]byte, int16) {
 		for j < len(e) && e[j] != ';' {
 			j++
 		}
-		p := trimOWS(e[i:j])
+		p := httpx.TrimOWS(e[i:j])
 		if len(p) >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' {
-			w = parseQ(p[2:])
+			// A malformed weight counts as 0: the coding is excluded.
+			q, _ := httpx.ParseQ(p[2:])
+			w = int16(q)
 		}
 		i = j
 	}
 	return name, w
 }
 
-// parseQ parses a qvalue ("0", "0.5", "1.000"); a malformed one is 0.
-func parseQ(b []byte) int16 {
-	if len(b) == 0 || len(b) > 5 || (b[0] != '0' && b[0] != '1') {
-		return 0
-	}
-	w := int16(b[0]-'0') * qMax
-	if len(b) == 1 {
-		return w
-	}
-	if b[1] != '.' {
-		return 0
-	}
-	scale := int16(100)
-	for _, ch := range b[2:] {
-		if ch < '0' || ch > '9' {
-			return 0
-		}
-		w += int16(ch-'0') * scale
-		scale /= 10
-	}
-	if w > qMax {
-		return 0 // "1.5"
-	}
-	return w
-}
-
-// forEachElement calls fn for each non-empty element of a comma-separated
-// list, without surrounding whitespace.
-func forEachElement(v []byte, fn func([]byte)) {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if e := trimOWS(v[:i]); len(e) > 0 {
-			fn(e)
-		}
-		if i == len(v) {
-			return
-		}
-		v = v[i+1:]
-	}
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s,
-// ignoring ASCII case in b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // hasSuffixFold reports whether b ends with the lower-case string s,
 // ignoring ASCII case in b.
 func hasSuffixFold(b []byte, s string) bool {
-	return len(b) >= len(s) && equalFold(b[len(b)-len(s):], s)
+	return len(b) >= len(s) && httpx.EqualFold(b[len(b)-len(s):], s)
 }

@@ -48,6 +48,8 @@ func TestNegotiate(t *testing.T) {
 		{"excluded then star", []string{"gzip;q=0, *"}, def, zstdC},
 		{"malformed weight", []string{"gzip;q=abc"}, def, none},
 		{"weight above one", []string{"gzip;q=1.5"}, def, none},
+		// A malformed weight excludes the coding; "*" does not bring it back.
+		{"malformed weight is q=0, not unlisted", []string{"*, gzip;q=abc"}, []coding{gzipC}, none},
 		{"too many decimals", []string{"gzip;q=0.0001"}, def, none},
 		{"one point zero zero zero", []string{"gzip;q=1.000"}, def, gzipC},
 		{"whitespace and Q", []string{"  gzip ; Q=0.8 ,br;q=0.7"}, def, gzipC},

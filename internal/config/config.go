@@ -48,8 +48,15 @@ type Serve struct {
 	// Binds are the addresses to listen on; default 127.0.0.1:8000.
 	Binds []Bind
 
-	// Workers is the number of Python worker processes (default 1).
+	// Workers is the number of Python worker processes (default
+	// $WEB_CONCURRENCY, else 1; "auto" is runtime.GOMAXPROCS(0)). With
+	// autoscaling it is the minimum.
 	Workers int
+	// MaxWorkers, when above Workers, turns on the autoscaler: workers
+	// are added up to it while requests queue and removed down to
+	// Workers after ScaleDownAfter without need (scale.go). 0 = off.
+	MaxWorkers     int
+	ScaleDownAfter time.Duration
 
 	// WSMaxSize is the largest WebSocket message accepted, in bytes
 	// (larger ones close the connection with 1009).
@@ -74,6 +81,12 @@ type Serve struct {
 	MaxRequests, MaxRequestsJitter int
 	MaxRSSMiB                      int
 	MaxLifetime                    time.Duration
+
+	// Reload (development) watches the app's sources (Chdir, PythonPath)
+	// and reloads the workers, as SIGHUP does, when a *.py file or one
+	// matching a ReloadInclude glob changes (internal/devreload).
+	Reload        bool
+	ReloadInclude []string
 
 	// AccessLog is the access log destination: "" (none), "-" (stdout) or a path.
 	AccessLog string
@@ -311,6 +324,7 @@ func Default() Serve {
 			HeartbeatTimeout: 30 * time.Second,
 		},
 		Workers:             1,
+		ScaleDownAfter:      30 * time.Second,
 		WSMaxSize:           16 << 20,
 		WSPingInterval:      20 * time.Second,
 		WSPingTimeout:       20 * time.Second,
@@ -382,7 +396,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 		}
 	}
 	both("b", "bind", &binds, "address to listen on: HOST:PORT, [::1]:PORT or unix:/path.sock; repeatable (default "+DefaultBind+")")
-	intVar("w", "workers", &s.Workers, "number of Python worker processes")
+	validateScale := scaleFlags(fs, s, getenv)
 	intVar("", "threads", &s.Threads, "WSGI threads per worker")
 	fs.StringVar(&s.Python, "python", "", "Python interpreter for the workers (default $VIRTUAL_ENV/bin/python, else python3 on PATH)")
 	fs.StringVar(&s.Chdir, "chdir", "", "working directory of the workers, put first on sys.path (default: the current directory)")
@@ -405,6 +419,9 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.IntVar(&s.MaxRequestsJitter, "max-requests-jitter", s.MaxRequestsJitter, "add a random 0..N to each worker's --max-requests so workers do not recycle together")
 	fs.IntVar(&s.MaxRSSMiB, "max-rss", s.MaxRSSMiB, "recycle a worker whose resident memory exceeds this many MiB, sampled (0 = never)")
 	fs.Var(seconds{&s.MaxLifetime}, "max-lifetime", "recycle a worker after it ran this long, in seconds or a duration like 1h (0 = never)")
+	var reloadInclude stringList
+	fs.BoolVar(&s.Reload, "reload", false, "development: reload the workers when a *.py file under --chdir or --pythonpath changes; a change that fails to import keeps the old workers serving")
+	fs.Var(&reloadInclude, "reload-include", "with --reload, also reload when a file matching this glob (e.g. '*.html') changes; repeatable")
 	fs.StringVar(&s.AccessLog, "access-logfile", s.AccessLog, "access log file, '-' for stdout (default: none)")
 	fs.StringVar(&s.ErrorLog, "error-logfile", s.ErrorLog, "error log file, '-' for stderr")
 	fs.StringVar(&logLevel, "log-level", logLevel, "error log level: debug, info, warning, error")
@@ -479,8 +496,8 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 		s.Binds = append(s.Binds, bind)
 	}
 
-	if s.Workers < 1 || s.Workers > 1024 {
-		return nil, &UsageError{Flag: name("workers"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 1024", s.Workers)}
+	if err := validateScale(name); err != nil {
+		return nil, err
 	}
 	if s.Threads < 1 || s.Threads > 10000 {
 		return nil, &UsageError{Flag: name("threads"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 10000", s.Threads)}
@@ -578,6 +595,23 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 			return nil, &UsageError{Flag: spelled.nth("pythonpath", i), Reason: err.Error()}
 		}
 		s.PythonPath = append(s.PythonPath, abs)
+	}
+
+	for i, p := range reloadInclude {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return nil, &UsageError{Flag: spelled.nth("reload-include", i), Reason: fmt.Sprintf("bad glob %q: %v", p, err)}
+		}
+	}
+	if len(reloadInclude) > 0 && !s.Reload {
+		return nil, &UsageError{Flag: spelled.nth("reload-include", 0), Reason: "needs --reload"}
+	}
+	s.ReloadInclude = reloadInclude
+	if s.Reload {
+		// Python's bytecode cache trusts the source's mtime in whole
+		// seconds and its size: a same-size edit within the second of
+		// the last import would reload stale code. First, so that --env
+		// can still override it.
+		s.Env = append([]string{"PYTHONDONTWRITEBYTECODE=1"}, s.Env...)
 	}
 
 	for i, v := range statics {

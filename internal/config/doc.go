@@ -27,6 +27,11 @@
 // are checked with those packages' own parsers, so that the rules live
 // in one place and every error still names its flag.
 //
+// scale.go holds the worker-count flags: --workers (a number or "auto",
+// runtime.GOMAXPROCS(0), which honours the cgroup CPU quota), its default
+// $WEB_CONCURRENCY (an error names the variable), and the autoscaler's
+// --max-workers and --scale-down-after.
+//
 // A Bind's Network is the address family its host asks for ("tcp4" for
 // an IPv4 literal, "tcp6" for an IPv6 literal, "tcp" for [::] and names).
 package config

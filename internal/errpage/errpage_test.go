@@ -67,6 +67,9 @@ func TestNegotiate(t *testing.T) {
 		// Malformed ranges and q-values are ignored.
 		{[]string{"application/json;q=2, text/html"}, HTML},
 		{[]string{"application/json;q=abc"}, Text},
+		// The malformed range is dropped, not read as q=0: application/*
+		// still gives JSON its weight.
+		{[]string{"application/json;q=abc, application/*;q=0.9, text/plain;q=0.5"}, JSON},
 		{[]string{"application/json;q=0.5000, text/html;q=0.1"}, HTML},
 		{[]string{"json, html, /, application/, /json"}, Text},
 		{[]string{",,, application/json ,,"}, JSON},

@@ -1,6 +1,9 @@
 package errpage
 
-import "github.com/krait-server/krait/internal/exchange"
+import (
+	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
+)
 
 // Specificity of the media range that matched a kind (RFC 9110 §12.5.1:
 // the most specific reference has precedence).
@@ -24,26 +27,15 @@ func Negotiate(hs []exchange.Header) Kind {
 	var m [numKinds]match
 	index := 0
 	for i := range hs {
-		if !equalFold(hs[i].Name, "accept") {
+		if !httpx.EqualFold(hs[i].Name, "accept") {
 			continue
 		}
-		v := hs[i].Value
-		for len(v) > 0 {
-			j := 0
-			for j < len(v) && v[j] != ',' {
-				j++
+		httpx.ForEachElement(hs[i].Value, func(e []byte) {
+			consider(&m, e, index)
+			if index < 1<<14 {
+				index++
 			}
-			if e := trimOWS(v[:j]); len(e) > 0 {
-				consider(&m, e, index)
-				if index < 1<<14 {
-					index++
-				}
-			}
-			if j == len(v) {
-				break
-			}
-			v = v[j+1:]
-		}
+		})
 	}
 	best := Text
 	for k := Text; k < numKinds; k++ {
@@ -84,7 +76,7 @@ func consider(m *[numKinds]match, e []byte, index int) {
 			break
 		}
 	}
-	mr := trimOWS(e[:semi])
+	mr := httpx.TrimOWS(e[:semi])
 	slash := -1
 	for i, c := range mr {
 		if c == '/' {
@@ -128,17 +120,17 @@ func specOf(k Kind, typ, sub []byte) int8 {
 	}
 	switch k {
 	case Text, HTML:
-		if !equalFold(typ, "text") {
+		if !httpx.EqualFold(typ, "text") {
 			return specNone
 		}
 		if len(sub) == 1 && sub[0] == '*' {
 			return specType
 		}
-		if k == Text && equalFold(sub, "plain") || k == HTML && equalFold(sub, "html") {
+		if k == Text && httpx.EqualFold(sub, "plain") || k == HTML && httpx.EqualFold(sub, "html") {
 			return specExact
 		}
 	case JSON:
-		if equalFold(typ, "application") && (equalFold(sub, "json") || len(sub) == 1 && sub[0] == '*') {
+		if httpx.EqualFold(typ, "application") && (httpx.EqualFold(sub, "json") || len(sub) == 1 && sub[0] == '*') {
 			if sub[0] == '*' {
 				return specType
 			}
@@ -152,7 +144,7 @@ func specOf(k Kind, typ, sub []byte) int8 {
 }
 
 func hasJSONSuffix(sub []byte) bool {
-	return len(sub) > 5 && equalFold(sub[len(sub)-5:], "+json")
+	return len(sub) > 5 && httpx.EqualFold(sub[len(sub)-5:], "+json")
 }
 
 // qOf finds the q parameter in params (";a=b;q=0.5", whitespace allowed
@@ -165,7 +157,7 @@ func qOf(params []byte) (q int16, ok bool) {
 		for j < len(params) && params[j] != ';' {
 			j++
 		}
-		p := trimOWS(params[:j])
+		p := httpx.TrimOWS(params[:j])
 		params = params[j:]
 		eq := -1
 		for i, c := range p {
@@ -174,67 +166,14 @@ func qOf(params []byte) (q int16, ok bool) {
 				break
 			}
 		}
-		if eq < 0 || !equalFold(trimOWS(p[:eq]), "q") {
+		if eq < 0 || !httpx.EqualFold(httpx.TrimOWS(p[:eq]), "q") {
 			continue
 		}
-		var good bool
-		if q, good = parseQ(trimOWS(p[eq+1:])); !good {
+		w, good := httpx.ParseQ(httpx.TrimOWS(p[eq+1:]))
+		if !good {
 			return 0, false
 		}
+		q = int16(w)
 	}
 	return q, true
-}
-
-// parseQ parses a qvalue: "0", "0.5", "1", "1.000" (RFC 9110 §12.4.2).
-func parseQ(b []byte) (int16, bool) {
-	if len(b) == 0 || len(b) > 5 || (b[0] != '0' && b[0] != '1') {
-		return 0, false
-	}
-	w := int16(b[0]-'0') * 1000
-	if len(b) == 1 {
-		return w, true
-	}
-	if b[1] != '.' {
-		return 0, false
-	}
-	scale := int16(100)
-	for _, c := range b[2:] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		w += int16(c-'0') * scale
-		scale /= 10
-	}
-	if w > 1000 {
-		return 0, false // "1.5"
-	}
-	return w, true
-}
-
-// equalFold reports whether b equals the lower-case ASCII s, ignoring
-// ASCII case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

@@ -35,4 +35,9 @@
 //     without Unwrap): CanHijack and CanWriteTrailers look only at it.
 //   - It declares what it implements with compile-time checks
 //     (var _ exchange.Unwrapper = (*T)(nil)).
+//
+// Recorder is that convention written once for the wrappers that only
+// watch the response (the access log, the metrics): final status, body
+// bytes, 101 on Hijack, 200 when trailers come first. Embed it to add
+// state (metrics adds the route kind); it allocates nothing.
 package exchange

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Headers selects the forwarding headers the middleware honours.
@@ -198,7 +199,7 @@ func (h *handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		st.headers = append(st.headers[:0], r.Headers...)
 		found := false
 		for i := range st.headers {
-			if equalFold(st.headers[i].Name, "host") {
+			if httpx.EqualFold(st.headers[i].Name, "host") {
 				st.headers[i].Value = res.host
 				found = true
 			}
@@ -227,25 +228,25 @@ func (m *Middleware) present(hs []exchange.Header) int {
 		n := hs[i].Name
 		switch len(n) {
 		case 9:
-			if m.headers&Forwarded != 0 && equalFold(n, "forwarded") {
+			if m.headers&Forwarded != 0 && httpx.EqualFold(n, "forwarded") {
 				mask |= hasFwd
 			}
 		case 15:
-			if m.headers&XForwardedFor != 0 && equalFold(n, "x-forwarded-for") {
+			if m.headers&XForwardedFor != 0 && httpx.EqualFold(n, "x-forwarded-for") {
 				mask |= hasFor
-			} else if m.headers&XForwardedProto != 0 && equalFold(n, "x-forwarded-ssl") {
+			} else if m.headers&XForwardedProto != 0 && httpx.EqualFold(n, "x-forwarded-ssl") {
 				mask |= hasSsl
 			}
 		case 16:
-			if m.headers&XForwardedHost != 0 && equalFold(n, "x-forwarded-host") {
+			if m.headers&XForwardedHost != 0 && httpx.EqualFold(n, "x-forwarded-host") {
 				mask |= hasHost
 			}
 		case 17:
-			if m.headers&XForwardedProto != 0 && equalFold(n, "x-forwarded-proto") {
+			if m.headers&XForwardedProto != 0 && httpx.EqualFold(n, "x-forwarded-proto") {
 				mask |= hasProto
 			}
 		case 20:
-			if m.headers&XForwardedProto != 0 && equalFold(n, "x-forwarded-protocol") {
+			if m.headers&XForwardedProto != 0 && httpx.EqualFold(n, "x-forwarded-protocol") {
 				mask |= hasProtocol
 			}
 		}
@@ -270,8 +271,8 @@ func (m *Middleware) fromX(hs []exchange.Header, mask int, res *result) {
 	if res.scheme == "" && mask&(hasSsl|hasProtocol) != 0 {
 		for i := range hs {
 			h := &hs[i]
-			if equalFold(h.Name, "x-forwarded-ssl") && equalFold(h.Value, "on") ||
-				equalFold(h.Name, "x-forwarded-protocol") && equalFold(h.Value, "ssl") {
+			if httpx.EqualFold(h.Name, "x-forwarded-ssl") && httpx.EqualFold(h.Value, "on") ||
+				httpx.EqualFold(h.Name, "x-forwarded-protocol") && httpx.EqualFold(h.Value, "ssl") {
 				res.scheme = "https"
 			}
 		}
@@ -292,14 +293,14 @@ func (m *Middleware) walkXFF(hs []exchange.Header, n int, res *result) int {
 	k := n - 1
 	sel := -1
 	for i := len(hs) - 1; i >= 0; i-- {
-		if !equalFold(hs[i].Name, "x-forwarded-for") {
+		if !httpx.EqualFold(hs[i].Name, "x-forwarded-for") {
 			continue
 		}
 		v := hs[i].Value
 		end := len(v)
 		for {
 			start := bytes.LastIndexByte(v[:end], ',') + 1
-			a, port, ok := parseNode(trimOWS(v[start:end]), false)
+			a, port, ok := parseNode(httpx.TrimOWS(v[start:end]), false)
 			if !ok {
 				return sel
 			}
@@ -321,7 +322,7 @@ func (m *Middleware) walkXFF(hs []exchange.Header, n int, res *result) int {
 // fromForwarded reads RFC 7239 Forwarded into res.
 func (m *Middleware) fromForwarded(hs []exchange.Header, st *state, res *result) {
 	for i := range hs {
-		if equalFold(hs[i].Name, "forwarded") {
+		if httpx.EqualFold(hs[i].Name, "forwarded") {
 			st.elems = parseForwarded(st.elems, hs[i].Value)
 		}
 	}
@@ -356,7 +357,7 @@ func (m *Middleware) fromForwarded(hs []exchange.Header, st *state, res *result)
 func countItems(hs []exchange.Header, name string) int {
 	n := 0
 	for i := range hs {
-		if equalFold(hs[i].Name, name) {
+		if httpx.EqualFold(hs[i].Name, name) {
 			n += bytes.Count(hs[i].Value, []byte{','}) + 1
 		}
 	}
@@ -382,12 +383,12 @@ func pickItem(hs []exchange.Header, name string, n, sel int) ([]byte, bool) {
 	}
 	k := 0
 	for i := range hs {
-		if !equalFold(hs[i].Name, name) {
+		if !httpx.EqualFold(hs[i].Name, name) {
 			continue
 		}
 		for item := range bytes.SplitSeq(hs[i].Value, []byte{','}) {
 			if k == want {
-				item = trimOWS(item)
+				item = httpx.TrimOWS(item)
 				return item, len(item) > 0
 			}
 			k++
@@ -401,38 +402,10 @@ func pickItem(hs []exchange.Header, name string, n, sel int) ([]byte, bool) {
 // "" for anything else.
 func schemeOf(v []byte) string {
 	switch {
-	case equalFold(v, "https"), equalFold(v, "wss"):
+	case httpx.EqualFold(v, "https"), httpx.EqualFold(v, "wss"):
 		return "https"
-	case equalFold(v, "http"), equalFold(v, "ws"):
+	case httpx.EqualFold(v, "http"), httpx.EqualFold(v, "ws"):
 		return "http"
 	}
 	return ""
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s,
-// ignoring ASCII case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

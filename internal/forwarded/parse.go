@@ -3,6 +3,8 @@ package forwarded
 import (
 	"bytes"
 	"net/netip"
+
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Parameters of a Forwarded element, for duplicate detection.
@@ -34,7 +36,7 @@ func parseForwarded(elems []element, v []byte) []element {
 				continue
 			}
 			start := i
-			for i < len(v) && isTchar(v[i]) {
+			for i < len(v) && httpx.IsTChar(v[i]) {
 				i++
 			}
 			name := v[start:i]
@@ -75,20 +77,20 @@ func parseForwarded(elems []element, v []byte) []element {
 			pairs++
 			var bit uint8
 			switch {
-			case equalFold(name, "for"):
+			case httpx.EqualFold(name, "for"):
 				bit = seenFor
 				e.addr, e.port, e.hasAddr = parseNode(val, escaped)
-			case equalFold(name, "proto"):
+			case httpx.EqualFold(name, "proto"):
 				bit = seenProto
 				if !escaped {
 					e.proto = val
 				}
-			case equalFold(name, "host"):
+			case httpx.EqualFold(name, "host"):
 				bit = seenHost
 				if !escaped {
 					e.host = val
 				}
-			case equalFold(name, "by"):
+			case httpx.EqualFold(name, "by"):
 				bit = seenBy
 			}
 			if e.seen&bit != 0 {
@@ -121,15 +123,6 @@ func skipOWS(v []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// isTchar reports whether c is an RFC 9110 token character.
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return c != 0 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
 // parseNode parses a node: an IPv4 address with an optional ":port", an

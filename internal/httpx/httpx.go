@@ -184,6 +184,39 @@ func ParseContentLength(v []byte) (int64, bool) {
 	return n, true
 }
 
+// ParseQ parses a qvalue, the weight of an Accept or Accept-Encoding
+// element (RFC 9110 §12.4.2), into thousandths:
+//
+//	qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+//
+// "0.5" is 500, "1" and "1.000" are 1000. ok is false for anything else
+// ("1.5", "0.0001", ".5", " 1"); callers decide whether a malformed weight
+// drops the element or counts as 0. b must already be free of OWS.
+func ParseQ(b []byte) (q int, ok bool) {
+	if len(b) == 0 || len(b) > 5 || (b[0] != '0' && b[0] != '1') {
+		return 0, false
+	}
+	q = int(b[0]-'0') * 1000
+	if len(b) == 1 {
+		return q, true
+	}
+	if b[1] != '.' {
+		return 0, false
+	}
+	scale := 100
+	for _, c := range b[2:] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		q += int(c-'0') * scale
+		scale /= 10
+	}
+	if q > 1000 {
+		return 0, false // "1.5": only zeros may follow a 1
+	}
+	return q, true
+}
+
 // WriteError answers with status, headers and a short plain-text body of
 // an exact length. A failed write is left to the engine: the connection
 // is then closed.

@@ -207,6 +207,55 @@ func TestParseContentLength(t *testing.T) {
 	}
 }
 
+// TestParseQ checks ParseQ against RFC 9110 §12.4.2's grammar, written as
+// a regular expression, on every string of up to six bytes over an
+// alphabet that reaches each branch, and against strconv for the value.
+func TestParseQ(t *testing.T) {
+	// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+	grammar := regexp.MustCompile(`^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$`)
+	const alphabet = "019. x-"
+	var check func(string)
+	seen := 0
+	check = func(v string) {
+		seen++
+		q, ok := ParseQ([]byte(v))
+		if want := grammar.MatchString(v); ok != want {
+			t.Fatalf("ParseQ(%q) ok = %v, the grammar says %v", v, ok, want)
+		}
+		if ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if want := int(f*1000 + 0.5); err != nil || q != want {
+				t.Fatalf("ParseQ(%q) = %d, want %d (%v)", v, q, want, err)
+			}
+		} else if q != 0 {
+			t.Fatalf("ParseQ(%q) = %d with ok false, want 0", v, q)
+		}
+		if len(v) < 6 {
+			for i := range len(alphabet) {
+				check(v + alphabet[i:i+1])
+			}
+		}
+	}
+	check("")
+	if want := 1 + 7 + 49 + 343 + 2401 + 16807 + 117649; seen != want {
+		t.Fatalf("checked %d strings, want %d", seen, want)
+	}
+	for _, c := range []struct {
+		v  string
+		q  int
+		ok bool
+	}{
+		{"0", 0, true}, {"0.5", 500, true}, {"0.25", 250, true}, {"0.125", 125, true}, {"0.", 0, true},
+		{"1", 1000, true}, {"1.", 1000, true}, {"1.000", 1000, true}, {"0.999", 999, true},
+		{"1.5", 0, false}, {"1.001", 0, false}, {"0.1234", 0, false}, {".5", 0, false}, {"2", 0, false},
+		{" 1", 0, false}, {"1 ", 0, false}, {"", 0, false}, {"0,5", 0, false}, {"0.\xd9", 0, false},
+	} {
+		if q, ok := ParseQ([]byte(c.v)); q != c.q || ok != c.ok {
+			t.Errorf("ParseQ(%q) = %d, %v; want %d, %v", c.v, q, ok, c.q, c.ok)
+		}
+	}
+}
+
 func TestNoAllocs(t *testing.T) {
 	hs := []exchange.Header{{Name: []byte("Connection"), Value: []byte("keep-alive, Upgrade")}}
 	v := []byte("a, b, c")
@@ -214,6 +263,7 @@ func TestNoAllocs(t *testing.T) {
 		_ = HasToken(hs, "connection", "upgrade")
 		ForEachElement(v, func([]byte) {})
 		_, _ = ParseContentLength([]byte("123"))
+		_, _ = ParseQ([]byte("0.5"))
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations", n)

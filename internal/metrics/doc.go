@@ -43,7 +43,8 @@
 // # Middleware and the hot path
 //
 // Wrap is global middleware of the router (route.New's global list): it
-// wraps the ResponseWriter in a pooled recorder (following the exchange
+// wraps the ResponseWriter in a pooled recorder (an exchange.Recorder,
+// shared with the access log, plus the route kind; it follows the exchange
 // wrapper convention: Unwrap, and Hijack/WriteTrailers forwarded with the
 // exchange helpers, so WebSockets and trailers keep working) and counts
 // every request, 404s included. Kind(kind) is route middleware: it finds

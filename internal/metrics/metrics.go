@@ -1,9 +1,6 @@
 package metrics
 
 import (
-	"bufio"
-	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -171,10 +168,12 @@ func (h *handler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	start := time.Now()
 	h.m.inFlight.Inc()
 	rec := recorderPool.Get().(*recorder)
-	rec.ResponseWriter, rec.status, rec.ks = w, 0, h.m.none
+	rec.Reset(w)
+	rec.ks = h.m.none
 	h.next.Serve(rec, r)
-	status, ks := rec.status, rec.ks
-	rec.ResponseWriter, rec.ks = nil, nil
+	status, ks := rec.Status, rec.ks
+	rec.Reset(nil)
+	rec.ks = nil
 	recorderPool.Put(rec)
 	h.m.inFlight.Dec()
 
@@ -216,61 +215,15 @@ func (h *kindHandler) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 	h.next.Serve(w, r)
 }
 
-// recorder passes everything through and remembers the final status and
-// the route kind. It follows the exchange wrapper convention: Unwrap
-// exposes the writer it wraps, and the optional interfaces it implements
-// (to see a hijack or trailers) forward with the exchange helpers, so it
-// never hides what the engine can do.
+// recorder is the shared exchange.Recorder (final status, Hijack and
+// trailers forwarded by the wrapper convention) plus the route kind, which
+// kindHandler finds by walking the Unwrap chain to this type.
 type recorder struct {
-	exchange.ResponseWriter
-	status int
-	ks     *kindStats
+	exchange.Recorder
+	ks *kindStats
 }
 
-var (
-	_ exchange.ResponseWriter = (*recorder)(nil)
-	_ exchange.Unwrapper      = (*recorder)(nil)
-	_ exchange.Hijacker       = (*recorder)(nil)
-	_ exchange.TrailerWriter  = (*recorder)(nil)
-)
-
-// Unwrap implements exchange.Unwrapper.
-func (r *recorder) Unwrap() exchange.ResponseWriter { return r.ResponseWriter }
-
-// Hijack records a successful hijack as 101: the handler writes the
-// Switching Protocols response itself on the hijacked connection.
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := exchange.Hijack(r.ResponseWriter)
-	if err == nil {
-		r.status = 101
-	}
-	return nc, brw, err
-}
-
-// WriteTrailers forwards the trailers; when they are the first thing
-// written, the engine sends an implicit 200 header first.
-func (r *recorder) WriteTrailers(fields []exchange.Header) error {
-	err := exchange.WriteTrailers(r.ResponseWriter, fields)
-	if r.status == 0 && err == nil {
-		r.status = 200
-	}
-	return err
-}
-
-func (r *recorder) WriteHeader(status int, reason []byte, headers []exchange.Header, contentLength int64) error {
-	if status >= 200 || status == 101 {
-		r.status = status
-	}
-	return r.ResponseWriter.WriteHeader(status, reason, headers, contentLength)
-}
-
-// Write and SendFile pass through (the embedded writer's): only the
-// status matters here.
-func (r *recorder) Write(p []byte) (int, error) { return r.ResponseWriter.Write(p) }
-
-func (r *recorder) SendFile(f *os.File, offset, count int64) (int64, error) {
-	return r.ResponseWriter.SendFile(f, offset, count)
-}
+var _ exchange.Unwrapper = (*recorder)(nil)
 
 // poolCollector reads the pool's snapshot at scrape time.
 type poolCollector struct{ m *Metrics }

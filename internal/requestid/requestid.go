@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // HeaderName is the field carrying the id, in requests and responses.
@@ -68,22 +69,7 @@ func Get(hs []exchange.Header) []byte {
 func FromRequest(r *exchange.Request) []byte { return Get(r.Headers) }
 
 // isName reports whether b is "x-request-id" in any case.
-func isName(b []byte) bool {
-	const name = "x-request-id"
-	if len(b) != len(name) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != name[i] {
-			return false
-		}
-	}
-	return true
-}
+func isName(b []byte) bool { return httpx.EqualFold(b, "x-request-id") }
 
 // generators holds ChaCha8 generators, each seeded from crypto/rand: a
 // ChaCha8 is not safe for concurrent use, and one per pool entry needs no

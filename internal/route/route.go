@@ -8,6 +8,7 @@ import (
 
 	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Route kinds. A kind names what serves a route, so that logs and metrics
@@ -213,28 +214,10 @@ func (e *entry) matchHost(host []byte) bool {
 	case e.wildcard:
 		// At least one label before the suffix: ".example.com" alone is
 		// no name below example.com.
-		return len(host) > len(e.host) && equalFoldLower(host[len(host)-len(e.host):], e.host)
+		return len(host) > len(e.host) && httpx.EqualFold(host[len(host)-len(e.host):], e.host)
 	default:
-		return equalFoldLower(host, e.host)
+		return httpx.EqualFold(host, e.host)
 	}
-}
-
-// equalFoldLower reports whether b equals the lower-case ASCII string s,
-// ignoring ASCII case in b.
-func equalFoldLower(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (e *entry) matchPath(path []byte) bool {

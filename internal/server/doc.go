@@ -10,7 +10,13 @@
 // of workers (supervisor.Pool.Reload; systemd hears RELOADING=1, then
 // READY=1), the old one serving until the new one is ready and abandoned
 // the other way round when it fails to boot; SIGTTIN/SIGTTOU add/remove
-// a worker. SIGUSR1 (log reopen) is the cli's.
+// a worker. SIGUSR1 (log reopen) is the cli's. With --reload
+// (devreload.go, internal/devreload) a changed source file under --chdir
+// or --pythonpath, debounced, takes the SIGHUP reload path (logged with
+// the file). With --max-workers above
+// --workers, Run starts the pool's autoscaler right after the pool, and
+// sizes the dispatcher's queue bound for --max-workers (--max-queue per
+// worker at the peak; it is set once and SIGTTIN does not raise it).
 //
 // # Handlers and engines
 //

@@ -106,9 +106,18 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Autoscaling() {
+		if err := pool.StartAutoscaler(supervisor.Autoscale{Min: cfg.Workers, Max: cfg.MaxWorkers, ScaleDownAfter: cfg.ScaleDownAfter}); err != nil {
+			pool.Close()
+			return err
+		}
+	}
 
+	// The queue bound is set once: sized for the most workers the
+	// autoscaler may run, so that it does not shrink the queue below
+	// what --max-queue promises per worker at the peak.
 	dispatcher := dispatch.New(pool, dispatch.Config{
-		MaxQueue:   cfg.MaxQueue * cfg.Workers,
+		MaxQueue:   cfg.MaxQueue * cfg.PeakWorkers(),
 		MaxBody:    cfg.MaxBodySize,
 		BufferBody: cfg.BufferBody,
 		ASGI:       cfg.Interface == "asgi",
@@ -156,6 +165,12 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		engines = append(engines, redirectE)
 	}
 
+	sources, err := newSourceWatcher(cfg, log) // --reload; nil without
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	defer sources.Close()
 	serveErr := make(chan error, len(listeners))
 	var serving sync.WaitGroup
 	for i, l := range listeners {
@@ -167,13 +182,13 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 			}
 		}(engines[i], l)
 	}
-	log.Info("ready", "app", cfg.App, "workers", cfg.Workers, "threads", cfg.Threads, "pid", os.Getpid())
+	log.Info("ready", "app", cfg.App, "workers", cfg.Workers, "max_workers", cfg.PeakWorkers(), "threads", cfg.Threads, "pid", os.Getpid())
 	stopWatchdog := notifyReady(ctx, cfg, opt.Systemd, pool, log)
 	defer stopWatchdog()
 	// SIGHUP, SIGTTIN and SIGTTOU act here; every other signal is a stop.
 	sigCtx, stopSignals := context.WithCancel(ctx)
 	defer stopSignals()
-	stops, quick := controlSignals(sigCtx, opt.Signals, pool, tc, opt.Systemd, log)
+	stops, quick := controlSignals(sigCtx, opt.Signals, watchSources(sigCtx, sources), pool, tc, opt.Systemd, log)
 	opt.Signals = stops
 
 	var cause error
@@ -204,11 +219,16 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 	// balancer notices before the listeners close.
 	obs.setDraining()
 	now := waitShutdownDelay(delay, opt.Signals, log)
-	stopCtx, cancel := context.WithTimeout(context.Background(), graceful)
-	defer cancel()
-	if now {
+	// A stop "now" (SIGQUIT, no graceful time) has a cancelled stopCtx,
+	// not an expired one: worker.Shutdown gives ASGI workers extra time to
+	// cancel their tasks only when the graceful timeout ran out.
+	stopCtx, cancel := context.WithCancel(context.Background())
+	if now || graceful <= 0 {
 		cancel()
+	} else {
+		stopCtx, cancel = context.WithTimeout(stopCtx, graceful)
 	}
+	defer cancel()
 	go func() {
 		select {
 		case sig := <-opt.Signals:

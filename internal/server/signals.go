@@ -16,9 +16,10 @@ import (
 // gunicorn's meanings: SIGHUP reloads (a new generation of workers, the
 // TLS certificates), SIGTTIN adds a worker, SIGTTOU removes one. Every
 // other signal is passed on the returned channel as a stop request;
-// quick is the one that means "stop now" (SIGQUIT). It runs until ctx
-// ends.
-func controlSignals(ctx context.Context, in <-chan os.Signal, pool *supervisor.Pool, tc *tlsconf.Config, sd *systemd.Env, log *slog.Logger) (stops <-chan os.Signal, quick os.Signal) {
+// quick is the one that means "stop now" (SIGQUIT). A file received on
+// changes (--reload, internal/devreload) reloads exactly as SIGHUP does.
+// It runs until ctx ends.
+func controlSignals(ctx context.Context, in <-chan os.Signal, changes <-chan string, pool *supervisor.Pool, tc *tlsconf.Config, sd *systemd.Env, log *slog.Logger) (stops <-chan os.Signal, quick os.Signal) {
 	out := make(chan os.Signal, 4)
 	reloads := make(chan struct{}, 1) // one pending reload is enough
 	go func() {
@@ -38,6 +39,15 @@ func controlSignals(ctx context.Context, in <-chan os.Signal, pool *supervisor.P
 			case <-ctx.Done():
 				return
 			case sig = <-in:
+			case file := <-changes: // nil (never ready) without --reload
+				// Read here, not by the reloading goroutine: a save during
+				// a reload queues one more, which sees the newest code.
+				log.Info("file changed: reloading", "file", file)
+				select {
+				case reloads <- struct{}{}:
+				default: // one already pending: it will see the same code
+				}
+				continue
 			}
 			switch sig {
 			case syscall.SIGHUP:

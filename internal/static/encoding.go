@@ -1,6 +1,9 @@
 package static
 
-import "github.com/krait-server/krait/internal/exchange"
+import (
+	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
+)
 
 // Content codings, in the server's order of preference when the client
 // weighs several equally: brotli compresses web assets best, then zstd,
@@ -33,39 +36,32 @@ func parseAcceptEncoding(headers []exchange.Header) acceptEncoding {
 	ae := acceptEncoding{q: [numCodings]int{-1, -1, -1, -1}, star: -1}
 	for i := range headers {
 		h := &headers[i]
-		if !equalFold(h.Name, "accept-encoding") {
+		if !httpx.EqualFold(h.Name, "accept-encoding") {
 			continue
 		}
-		v := h.Value
-		for len(v) > 0 {
-			var elem []byte
-			if j := indexComma(v); j >= 0 {
-				elem, v = v[:j], v[j+1:]
-			} else {
-				elem, v = v, nil
-			}
+		httpx.ForEachElement(h.Value, func(elem []byte) {
 			name, params := splitSemicolon(elem)
-			name = trimOWS(name)
+			name = httpx.TrimOWS(name)
 			if len(name) == 0 {
-				continue
+				return
 			}
 			q := qvalue(params)
 			if q < 0 {
-				continue // malformed weight: ignore the element
+				return // malformed weight: ignore the element
 			}
 			switch {
 			case len(name) == 1 && name[0] == '*':
 				ae.star = q
-			case equalFold(name, "br"):
+			case httpx.EqualFold(name, "br"):
 				ae.q[codingBr] = q
-			case equalFold(name, "zstd"):
+			case httpx.EqualFold(name, "zstd"):
 				ae.q[codingZstd] = q
-			case equalFold(name, "gzip"), equalFold(name, "x-gzip"):
+			case httpx.EqualFold(name, "gzip"), httpx.EqualFold(name, "x-gzip"):
 				ae.q[codingGzip] = q
-			case equalFold(name, "identity"):
+			case httpx.EqualFold(name, "identity"):
 				ae.q[codingIdentity] = q
 			}
-		}
+		})
 	}
 	return ae
 }
@@ -111,30 +107,12 @@ func qvalue(params []byte) int {
 	for len(params) > 0 {
 		var p []byte
 		p, params = splitSemicolon(params)
-		p = trimOWS(p)
+		p = httpx.TrimOWS(p)
 		if len(p) < 2 || p[0]|0x20 != 'q' || p[1] != '=' {
 			continue
 		}
-		v := trimOWS(p[2:])
-		// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
-		if len(v) == 0 || v[0] != '0' && v[0] != '1' || len(v) > 5 {
-			return -1
-		}
-		n := int(v[0]-'0') * 1000
-		if len(v) > 1 {
-			if v[1] != '.' {
-				return -1
-			}
-			scale := 100
-			for _, d := range v[2:] {
-				if d < '0' || d > '9' {
-					return -1
-				}
-				n += int(d-'0') * scale
-				scale /= 10
-			}
-		}
-		if n > 1000 {
+		n, ok := httpx.ParseQ(httpx.TrimOWS(p[2:]))
+		if !ok {
 			return -1
 		}
 		q = n
@@ -149,41 +127,4 @@ func splitSemicolon(b []byte) (before, after []byte) {
 		}
 	}
 	return b, nil
-}
-
-func indexComma(b []byte) int {
-	for i, c := range b {
-		if c == ',' {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s,
-// ignoring ASCII case in b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -1,5 +1,11 @@
 package static
 
+import (
+	"bytes"
+
+	"github.com/krait-server/krait/internal/httpx"
+)
+
 // Range requests (RFC 9110 §14).
 
 // byteRange is one satisfiable range: length bytes from start.
@@ -23,8 +29,8 @@ const (
 // bytes, appending the satisfiable ranges to dst. A value that is not a
 // valid bytes range-set, or that uses another unit, is ignored.
 func parseRange(dst []byteRange, v []byte, size int64) ([]byteRange, rangeResult) {
-	v = trimOWS(v)
-	if len(v) < 6 || !equalFold(v[:6], "bytes=") {
+	v = httpx.TrimOWS(v)
+	if len(v) < 6 || !httpx.EqualFold(v[:6], "bytes=") {
 		return dst, rangeIgnore
 	}
 	if size == 0 {
@@ -36,12 +42,12 @@ func parseRange(dst []byteRange, v []byte, size int64) ([]byteRange, rangeResult
 	var total int64
 	for len(v) > 0 {
 		var spec []byte
-		if j := indexComma(v); j >= 0 {
+		if j := bytes.IndexByte(v, ','); j >= 0 {
 			spec, v = v[:j], v[j+1:]
 		} else {
 			spec, v = v, nil
 		}
-		spec = trimOWS(spec)
+		spec = httpx.TrimOWS(spec)
 		if len(spec) == 0 {
 			continue // empty list elements are allowed (RFC 9110 §5.6.1)
 		}
@@ -58,11 +64,13 @@ func parseRange(dst []byteRange, v []byte, size int64) ([]byteRange, rangeResult
 		if dash < 0 {
 			return dst[:0], rangeIgnore
 		}
+		// first-pos, last-pos and suffix-length are 1*DIGIT, the grammar
+		// of Content-Length, which httpx parses bounded against overflow.
 		first, last := spec[:dash], spec[dash+1:]
 		var r byteRange
 		if len(first) == 0 {
 			// suffix-range: the last n bytes.
-			n, ok := parseDigits(last)
+			n, ok := httpx.ParseContentLength(last)
 			if !ok {
 				return dst[:0], rangeIgnore
 			}
@@ -72,13 +80,13 @@ func parseRange(dst []byteRange, v []byte, size int64) ([]byteRange, rangeResult
 			n = min(n, size)
 			r = byteRange{size - n, n}
 		} else {
-			a, ok := parseDigits(first)
+			a, ok := httpx.ParseContentLength(first)
 			if !ok {
 				return dst[:0], rangeIgnore
 			}
 			b := size - 1
 			if len(last) > 0 {
-				if b, ok = parseDigits(last); !ok || b < a {
+				if b, ok = httpx.ParseContentLength(last); !ok || b < a {
 					return dst[:0], rangeIgnore
 				}
 			}
@@ -101,20 +109,4 @@ func parseRange(dst []byteRange, v []byte, size int64) ([]byteRange, rangeResult
 		return dst[:0], rangeIgnore
 	}
 	return dst, rangeOK
-}
-
-// parseDigits parses a non-empty run of ASCII digits; false on anything
-// else or on overflow.
-func parseDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }

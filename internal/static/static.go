@@ -16,6 +16,7 @@ import (
 
 	"github.com/krait-server/krait/internal/errpage"
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/httpx"
 )
 
 // Kind is the route kind of static mounts (internal/route), naming them
@@ -312,29 +313,29 @@ func evalPreconditions(headers []exchange.Header, rp *rep, isHead bool) precondi
 		hd := &headers[i]
 		switch len(hd.Name) {
 		case 5:
-			if equalFold(hd.Name, "range") {
+			if httpx.EqualFold(hd.Name, "range") {
 				rng = hd.Value
 				rangeCount++
 			}
 		case 8:
-			if equalFold(hd.Name, "if-match") {
+			if httpx.EqualFold(hd.Name, "if-match") {
 				ifMatch = true
 				ifMatchOK = ifMatchOK || etagListMatch(hd.Value, rp.etag, false)
-			} else if equalFold(hd.Name, "if-range") {
+			} else if httpx.EqualFold(hd.Name, "if-range") {
 				ifRange = hd.Value
 				ifRangeCount++
 			}
 		case 13:
-			if equalFold(hd.Name, "if-none-match") {
+			if httpx.EqualFold(hd.Name, "if-none-match") {
 				ifNoneMatch = true
 				ifNoneMatchHit = ifNoneMatchHit || etagListMatch(hd.Value, rp.etag, true)
 			}
 		case 17:
-			if equalFold(hd.Name, "if-modified-since") {
+			if httpx.EqualFold(hd.Name, "if-modified-since") {
 				ims = hd.Value
 			}
 		case 19:
-			if equalFold(hd.Name, "if-unmodified-since") {
+			if httpx.EqualFold(hd.Name, "if-unmodified-since") {
 				ius = hd.Value
 			}
 		}
@@ -364,7 +365,7 @@ func evalPreconditions(headers []exchange.Header, rp *rep, isHead bool) precondi
 		return preconditions{}
 	}
 	if ifRange != nil {
-		if ifRangeCount > 1 || !ifRangeMatches(trimOWS(ifRange), rp) {
+		if ifRangeCount > 1 || !ifRangeMatches(httpx.TrimOWS(ifRange), rp) {
 			return preconditions{}
 		}
 	}

@@ -446,6 +446,11 @@ func TestAcceptEncoding(t *testing.T) {
 		{[]string{"br"}, 1 << codingGzip, codingIdentity},
 		{[]string{"br;q=bad, gzip"}, all, codingGzip},
 		{[]string{"br;q=1.5, gzip"}, all, codingGzip},
+		// A malformed weight drops the element (br then weighs as "*"),
+		// unlike compress, where it counts as q=0.
+		{[]string{"*;q=0.9, br;q=bad, gzip;q=0.5"}, all, codingBr},
+		// OWS after "q=" is tolerated.
+		{[]string{"gzip;q=0.8, br;q= 0.9"}, all, codingBr},
 		{[]string{"br ; q=0.900 , gzip;q=0.899"}, all, codingBr},
 		{[]string{"br", "identity;q=0"}, 0, codingIdentity}, // nothing else to send
 	} {

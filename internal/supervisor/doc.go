@@ -8,7 +8,9 @@
 //     healthyUptime) is replaced at once, whatever killed it: a request that
 //     crashes it must not cost the other requests capacity.
 //   - A worker that dies soon after boot without serving anything is
-//     restarted after a backoff doubling from 100ms to 5s (a crash loop).
+//     restarted after a backoff doubling from 100ms to 5s (a crash loop);
+//     the log quotes its last output lines (at most 20 lines, 4 KiB) and
+//     how many such deaths in a row the slot had ("failures").
 //   - A replacement that fails to boot (the app's code changed on disk and
 //     no longer imports, EMFILE, a boot timeout) is retried with the same
 //     capped backoff; the log says why (the app's traceback goes to the
@@ -64,6 +66,16 @@
 // Scaling (scale.go): AddWorker appends a slot started like a
 // replacement; RemoveWorker takes the last slot out (removed) and retires
 // its worker. The last slot is never removed.
+//
+// Autoscaling (autoscale.go) is another loop apart from the pool, the
+// autoscaler, started by StartAutoscaler (--max-workers): every 250ms it
+// samples Stats and, through a pure policy (decide), calls AddWorker when
+// requests were queued in two consecutive samples, fewer than Max slots
+// exist and none is still starting; and RemoveWorker when, for
+// ScaleDownAfter, nothing queued and the requests in flight fitted in every
+// worker but the last, and more than Min slots exist. Each change restarts
+// both clocks. It holds no lock of its own and only calls the pool's
+// public methods; SIGTTIN/SIGTTOU still act on top of it.
 //
 // Worker output goes through a LogWriter: a bounded queue written by one
 // goroutine, which drops (and later counts) lines rather than block when

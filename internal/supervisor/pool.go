@@ -61,6 +61,12 @@ const (
 	healthyUptime = 10 * time.Second
 )
 
+// The crash-loop log quotes at most this much of the worker's output.
+const (
+	crashTailLines = 20
+	crashTailBytes = 4 << 10
+)
+
 func nextBackoff(b time.Duration) time.Duration {
 	if b == 0 {
 		return minBackoff
@@ -98,6 +104,9 @@ type slot struct {
 	cap     int
 	started time.Time
 	backoff time.Duration
+	// earlyDeaths counts the slot's workers in a row that died soon after
+	// boot (the crash-loop log's "failures"); monitor only.
+	earlyDeaths int
 	// failing: w is nil and the last attempt to start a worker failed.
 	failing bool
 	// handled counts the streams w's generation released (max-requests);
@@ -260,20 +269,25 @@ func (p *Pool) monitor(sl *slot) {
 		case w.Stopping():
 			p.stats.restart(RestartRetired)
 			sl.backoff = 0
+			sl.earlyDeaths = 0
 			p.log.Info("worker retired", "worker", sl.id, "pid", w.Pid(), "status", w.ExitStatus())
 		case served > 0 || time.Since(sl.started) >= healthyUptime:
 			// It ran fine: whatever killed it (a request that crashes it,
 			// the OOM killer, kill -9) is no crash loop.
 			p.stats.restart(RestartDied)
 			sl.backoff = 0
+			sl.earlyDeaths = 0
 			p.log.Warn("worker died, restarting it at once", "worker", sl.id, "pid", w.Pid(),
 				"status", w.ExitStatus(), "uptime", uptime, "served", served)
 		default:
 			p.stats.restart(RestartDiedEarly)
 			sl.backoff = nextBackoff(sl.backoff)
+			sl.earlyDeaths++
+			// Its last output lines usually say why (a traceback).
 			p.log.Warn("worker died soon after boot without serving a request, restarting it after a backoff",
 				"worker", sl.id, "pid", w.Pid(), "status", w.ExitStatus(), "uptime", uptime,
-				"backoff", sl.backoff.String())
+				"backoff", sl.backoff.String(), "failures", sl.earlyDeaths,
+				"output", w.LastOutput(crashTailLines, crashTailBytes))
 		}
 		nw := p.replace(sl, gen)
 		if nw == nil {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/krait-server/krait/internal/wire"
 )
@@ -59,6 +60,9 @@ type Worker struct {
 	// under the read lock only while stopping is false.
 	sendMu   sync.RWMutex
 	stopping atomic.Bool
+	// shutSent is closed once the first SHUTDOWN was written (set under
+	// sendMu with stopping): a second one, "now", must follow it.
+	shutSent chan struct{}
 
 	tail    tail
 	exited  chan struct{} // the process was reaped; state is set
@@ -128,30 +132,74 @@ func (w *Worker) KillFor(cause error) {
 	w.Kill()
 }
 
+// HurryGrace is how long an ASGI worker gets, once Shutdown's ctx ended
+// with streams still open, to cancel their tasks, run lifespan shutdown
+// (which the adapter bounds at 5 s) and exit before it is killed. WSGI
+// threads cannot be cancelled: a WSGI worker is killed at once.
+const HurryGrace = 10 * time.Second
+
 // Shutdown asks the worker to finish its in-flight streams and exit, and
-// waits for it until ctx ends, then kills it. It returns ctx's error when
-// the worker had to be killed.
+// waits for it until ctx ends. Then a WSGI worker is killed at once; an
+// ASGI worker whose ctx expired (the graceful timeout ran out) gets a
+// second SHUTDOWN ("now": cancel every task, run lifespan shutdown, exit)
+// and HurryGrace more before it is killed; one whose ctx was cancelled (a
+// stop "now") is killed at once.
+// It returns an error wrapping ctx's when the worker had to be killed.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.sendMu.Lock()
 	already := w.stopping.Swap(true)
+	if !already {
+		w.shutSent = make(chan struct{})
+	}
+	sent := w.shutSent
 	w.sendMu.Unlock()
 	if !already {
 		// Not under sendMu: the write may block on a worker that stopped
 		// reading, and ctx must still be able to end the wait.
 		go func() {
-			var b [wire.HeaderSize]byte
-			wire.PutHeader(b[:], 0, wire.Shutdown, 0, 0)
-			_ = w.wr.Append(b[:])
+			defer close(sent)
+			w.appendShutdown()
 		}()
 	}
 	select {
 	case <-w.done:
 		return nil
 	case <-ctx.Done():
+	}
+	// A cancelled ctx (rather than an expired one) is a stop "now" (a
+	// second signal, SIGQUIT): no extra grace then either.
+	if w.iface != "asgi" || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		w.Kill()
 		<-w.done
 		return fmt.Errorf("worker %d (pid %d) killed after the graceful timeout: %w", w.cfg.ID, w.pid, ctx.Err())
 	}
+	w.log.Info("graceful timeout over: cancelling the worker's ASGI tasks, then lifespan shutdown",
+		"pid", w.pid, "grace", HurryGrace.String())
+	go func() {
+		// The second SHUTDOWN must follow the first on the wire.
+		select {
+		case <-sent:
+			w.appendShutdown()
+		case <-w.done:
+		}
+	}()
+	t := time.NewTimer(HurryGrace)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return nil
+	case <-t.C:
+		w.Kill()
+		<-w.done
+		return fmt.Errorf("worker %d (pid %d) killed %s after the graceful timeout: %w",
+			w.cfg.ID, w.pid, HurryGrace, ctx.Err())
+	}
+}
+
+func (w *Worker) appendShutdown() {
+	var b [wire.HeaderSize]byte
+	wire.PutHeader(b[:], 0, wire.Shutdown, 0, 0)
+	_ = w.wr.Append(b[:])
 }
 
 // wait reaps the process and closes done once the reader ended too.

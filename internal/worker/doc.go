@@ -7,7 +7,12 @@
 // output writer must not block (the supervisor passes a LogWriter): a
 // worker whose pipe is not drained stalls on its next print. The worker
 // ignores SIGINT and SIGTERM (a signal to krait's process group must not
-// cut requests short); krait stops it with SHUTDOWN, or SIGKILL.
+// cut requests short); krait stops it with SHUTDOWN, or SIGKILL. When
+// Shutdown's ctx expires (the graceful timeout ran out) an ASGI worker gets
+// a second SHUTDOWN, "now": it cancels its tasks, runs lifespan shutdown
+// (at most 5 s) and exits, and is killed only HurryGrace later; a WSGI
+// worker, or any worker whose ctx was cancelled (a stop "now"), is killed
+// at once. LastOutput returns the tail of its output for crash logs.
 //
 // After the handshake one reader goroutine per worker reads frames in big
 // chunks and appends each stream's frames, as raw frames, to that stream's

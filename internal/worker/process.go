@@ -323,6 +323,37 @@ func (w *Worker) outputTail() string {
 	return w.tail.String()
 }
 
+// LastOutput returns the last lines the worker printed (stdout and stderr
+// interleaved as they came, without the "[worker N]" prefix): at most
+// maxLines lines and maxBytes bytes, cut at a line start, without the
+// final newline. It waits up to 2 s for the output pipes to drain, so call
+// it once Done is closed: the crash-loop log shows why the worker died.
+func (w *Worker) LastOutput(maxLines, maxBytes int) string {
+	return lastLines(w.outputTail(), maxLines, maxBytes)
+}
+
+func lastLines(s string, maxLines, maxBytes int) string {
+	s = strings.TrimRight(s, "\n")
+	if len(s) > maxBytes {
+		// One byte more: a cut right after a newline keeps a whole line.
+		s = s[len(s)-maxBytes-1:]
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:] // drop the partial first line
+		} else {
+			s = s[1:]
+		}
+	}
+	start := len(s)
+	for range maxLines {
+		j := strings.LastIndexByte(s[:start], '\n')
+		if j < 0 {
+			return s
+		}
+		start = j
+	}
+	return s[start+1:]
+}
+
 func (w *Worker) handshake(ctx context.Context) error {
 	deadline := time.Now().Add(w.cfg.BootTimeout)
 	w.conn.SetReadDeadline(deadline)

@@ -70,6 +70,9 @@ _pack = HEADER.pack
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 LIFESPAN_VERSION = {"version": "3.0", "spec_version": "2.0"}
+# Seconds lifespan shutdown may take once krait's graceful timeout ran out
+# (K waits 10 s, worker.HurryGrace, before it kills the worker).
+LIFESPAN_HURRY = 5.0
 
 _HEAD_500 = _dumps(
     (
@@ -774,6 +777,9 @@ class Worker(Dispatcher):
         self.state = {}
         self.idle = None
         self.lifespan = None
+        # Set by the second SHUTDOWN; from then on lifespan shutdown has
+        # LIFESPAN_HURRY seconds.
+        self.hurry = loop.create_future()
 
     # ---- writing ----
 
@@ -883,6 +889,16 @@ class Worker(Dispatcher):
         if idle is not None and not idle.done():
             idle.set_result(None)
 
+    def shutdown_now(self):
+        """K's graceful timeout ran out (a second SHUTDOWN): cancel every
+        stream's task, as uvicorn does; run() ends each stream and the last
+        one sets idle, then lifespan shutdown runs, bounded."""
+        if self.hurry.done():
+            return
+        self.hurry.set_result(None)
+        for st in list(self.streams.values()):
+            st.on_cancel("krait's graceful timeout ran out")
+
     async def drain(self):
         """Write what is batched and wait until the transport took it all."""
         self.flush()
@@ -920,7 +936,17 @@ class Worker(Dispatcher):
         await self.idle
         if ls is not None and not ls.task.done():
             ls.inbox.put_nowait({"type": "lifespan.shutdown"})
-            outcome, text = await ls.shutdown
+            # Unbounded while K waits gracefully; LIFESPAN_HURRY once its
+            # graceful timeout ran out (K kills the worker a little later).
+            await asyncio.wait([ls.shutdown, self.hurry], return_when=asyncio.FIRST_COMPLETED)
+            if not ls.shutdown.done():
+                await asyncio.wait([ls.shutdown], timeout=LIFESPAN_HURRY)
+            if not ls.shutdown.done():
+                log("ASGI lifespan shutdown did not finish within %g s after krait's "
+                    "graceful timeout; exiting without it" % LIFESPAN_HURRY)
+                outcome, text = "timeout", ""
+            else:
+                outcome, text = ls.shutdown.result()
             if outcome == "failed":
                 log("ASGI lifespan shutdown failed: %s" % (text or "(no message)"))
             elif outcome == "error":

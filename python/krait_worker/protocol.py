@@ -353,6 +353,11 @@ class Dispatcher:
     def drained(self):
         """SHUTDOWN came and every stream has ended."""
 
+    def shutdown_now(self):
+        """A second SHUTDOWN came: K's graceful timeout ran out. An interface
+        that can stop its requests (ASGI: cancel their tasks) overrides;
+        WSGI threads cannot be stopped, and K kills a WSGI worker instead."""
+
     def received(self, n):
         """Dispatch every complete frame after n more bytes were read into
         fb.tail(); exit with status 70 on a protocol error."""
@@ -414,6 +419,9 @@ class Dispatcher:
             self.write(_pack(len(payload), PONG, 0, 0, 0) + bytes(payload))
             return
         elif ftype == SHUTDOWN and sid == 0:
+            if self.shutting_down:
+                # The second one: K's graceful timeout ran out.
+                return self.shutdown_now()
             self.shutting_down = True
             if not self.streams:
                 self.drained()
