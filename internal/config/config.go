@@ -117,6 +117,10 @@ type Serve struct {
 	// StaticMaxAge is the Cache-Control max-age of static files whose
 	// names carry no content hash (whole seconds; 0 sends no-cache).
 	StaticMaxAge time.Duration
+	// ServeMedia also serves a Django project's MEDIA_URL from
+	// MEDIA_ROOT (STATIC_URL from STATIC_ROOT always is; see
+	// internal/server). Off by default: user uploads are the app's.
+	ServeMedia bool
 
 	// MetricsBind is where Prometheus metrics, /healthz and /readyz are
 	// served, on a listener of their own (never routed to the app); nil
@@ -435,6 +439,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.IntVar(&s.MaxConnections, "max-connections", s.MaxConnections, "client connections open at once; at the bound new ones wait in the listen backlog until one closes (0 = no bound)")
 	fs.Int64Var(&s.BufferBody, "buffer-body", s.BufferBody, "request bodies up to this many bytes are received and checked whole before a worker is taken (0 = stream every body)")
 	fs.Var(&statics, "static", "URL_PREFIX=DIR: serve the files of DIR under URL_PREFIX from Go, without the app; repeatable")
+	fs.BoolVar(&s.ServeMedia, "serve-media", false, "also serve a Django project's MEDIA_URL from MEDIA_ROOT from Go, as STATIC_URL is from STATIC_ROOT")
 	fs.Var(seconds{&s.StaticMaxAge}, "static-max-age", "Cache-Control max-age in seconds of static files without a content hash in their name (0 = no-cache)")
 	fs.StringVar(&metricsBind, "metrics-bind", "", "address (HOST:PORT or unix:/path.sock) serving Prometheus /metrics, /healthz and /readyz (default: none)")
 	validateTLS := tlsFlags(fs, &s.TLS)
@@ -897,6 +902,16 @@ func parseStatic(v string) (StaticMount, error) {
 	prefix, dir, ok := strings.Cut(v, "=")
 	if !ok || prefix == "" || dir == "" {
 		return StaticMount{}, fmt.Errorf("%q is not URL_PREFIX=DIR (e.g. /static=./staticfiles)", v)
+	}
+	return NewStaticMount(prefix, dir)
+}
+
+// NewStaticMount checks a URL prefix and a directory as --static does
+// (the prefix in its one spelling, the directory made absolute and
+// required to exist); internal/server uses it for Django's STATIC_URL.
+func NewStaticMount(prefix, dir string) (StaticMount, error) {
+	if prefix == "" || dir == "" {
+		return StaticMount{}, errors.New("empty URL prefix or directory")
 	}
 	if prefix[0] != '/' {
 		return StaticMount{}, fmt.Errorf("prefix %q must start with '/'", prefix)

@@ -41,7 +41,14 @@
 // inside it see the client, not the proxy. Compression (internal/compress)
 // is middleware of the app route only, inside the access log (which so
 // counts the bytes sent); static routes serve their own precompressed
-// files and need sendfile, ranges and strong ETags. With --proxy-protocol
+// files and need sendfile, ranges and strong ETags. Static routes are the
+// --static mounts and, for a Django project, STATIC_URL → STATIC_ROOT (and
+// MEDIA_URL → MEDIA_ROOT with --serve-media): djangoStatics builds them
+// after supervisor.Start from the settings the first workers reported in
+// HELLO (pool.Django), skipping non-path URLs, relative or missing roots
+// and prefixes --static already serves (logged; a missing or empty
+// STATIC_ROOT is a warning to run collectstatic). The router is built
+// once, so a reload does not re-read them. With --proxy-protocol
 // every listener, the --redirect-http one included, is wrapped by
 // internal/proxyproto before any engine sees it (TLS starts after the
 // PROXY header; h1 takes the header's addresses from the accepted conn);

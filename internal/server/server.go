@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/krait-server/krait/internal/static"
 	"github.com/krait-server/krait/internal/supervisor"
 	"github.com/krait-server/krait/internal/systemd"
+	"github.com/krait-server/krait/internal/worker"
 	"github.com/krait-server/krait/internal/wsbridge"
 	"github.com/krait-server/krait/python"
 )
@@ -135,6 +138,9 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 		pool.Close()
 		return err
 	}
+	// Read once from the first workers: a reload (SIGHUP) keeps these
+	// routes even if the new code changes the settings.
+	statics = append(statics, djangoStatics(cfg, pool.Django(), log)...)
 	defer closeStatics(statics)
 	obs.setPool(pool)
 	router, err := newRouter(dispatcher, statics, opt.AccessLog, obs.metrics(), cfg)
@@ -394,6 +400,77 @@ func newStatics(cfg *config.Serve, log *slog.Logger) ([]route.Route, error) {
 		routes = append(routes, route.Route{Kind: static.Kind, Prefix: m.Prefix, Handler: h})
 	}
 	return routes, nil
+}
+
+// djangoStatics serves a Django project's STATIC_URL from STATIC_ROOT,
+// and MEDIA_URL from MEDIA_ROOT with --serve-media, as reported by the
+// workers' HELLO (dj; nil for other apps). Only path URLs ("/static/",
+// not a CDN's "https://…") and absolute, existing roots are served, and
+// an explicit --static for the same prefix wins. A setting it cannot
+// serve is logged, never fatal: the app still gets those requests.
+func djangoStatics(cfg *config.Serve, dj *worker.Django, log *slog.Logger) []route.Route {
+	if dj == nil {
+		return nil
+	}
+	taken := map[string]string{} // prefix -> what serves it
+	for _, m := range cfg.Static {
+		taken[m.Prefix] = "--static"
+	}
+	var routes []route.Route
+	mount := func(setting, url, rootSetting, root string, collect bool) {
+		if url == "" {
+			return
+		}
+		if !strings.HasPrefix(url, "/") || strings.HasPrefix(url, "//") {
+			log.Info("not serving Django files: the URL is not a path on this server", "setting", setting, "url", url)
+			return
+		}
+		hint := ""
+		if collect {
+			hint = ": run manage.py collectstatic"
+		}
+		if root == "" {
+			log.Warn("not serving Django files: "+rootSetting+" is not set"+hint, "setting", setting, "url", url)
+			return
+		}
+		if !filepath.IsAbs(root) {
+			log.Warn("not serving Django files: "+rootSetting+" is not an absolute path", "setting", setting, "url", url, "dir", root)
+			return
+		}
+		if _, err := os.Stat(root); err != nil {
+			log.Warn("not serving Django files: "+rootSetting+" is missing"+hint, "setting", setting, "url", url, "dir", root, "err", err)
+			return
+		}
+		m, err := config.NewStaticMount(url, root)
+		if err != nil {
+			log.Warn("not serving Django files", "setting", setting, "url", url, "dir", root, "err", err)
+			return
+		}
+		if by, ok := taken[m.Prefix]; ok {
+			log.Info("not serving Django files: the prefix is already served", "setting", setting, "prefix", m.Prefix, "by", by)
+			return
+		}
+		if collect {
+			if ents, err := os.ReadDir(root); err == nil && len(ents) == 0 {
+				log.Warn(rootSetting+" is empty: run manage.py collectstatic", "dir", root)
+			}
+		}
+		h, err := static.New(static.Config{Prefix: m.Prefix, Dir: m.Dir, MaxAge: cfg.StaticMaxAge, Log: log.With("source", "django")})
+		if err != nil {
+			log.Warn("not serving Django files", "setting", setting, "prefix", m.Prefix, "dir", m.Dir, "err", err)
+			return
+		}
+		taken[m.Prefix] = setting
+		routes = append(routes, route.Route{Kind: static.Kind, Prefix: m.Prefix, Handler: h})
+	}
+	mount("STATIC_URL", dj.StaticURL, "STATIC_ROOT", dj.StaticRoot, true)
+	switch {
+	case cfg.ServeMedia:
+		mount("MEDIA_URL", dj.MediaURL, "MEDIA_ROOT", dj.MediaRoot, false)
+	case dj.MediaURL != "" && dj.MediaRoot != "":
+		log.Debug("not serving Django's MEDIA_ROOT without --serve-media", "url", dj.MediaURL, "dir", dj.MediaRoot)
+	}
+	return routes
 }
 
 func closeStatics(routes []route.Route) {

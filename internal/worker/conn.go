@@ -30,6 +30,7 @@ type Worker struct {
 	iface    string
 	adapter  string
 	capacity int
+	django   *Django // HELLO's Django settings; nil for other apps
 
 	// table maps id&mask to the stream with that id; its entries are
 	// stored by Open and cleared by the reader (or Close, for a stream

@@ -412,6 +412,7 @@ func (w *Worker) handshake(ctx context.Context) error {
 	w.iface = hello.iface
 	w.capacity = int(min(hello.capacity, MaxStreams))
 	w.adapter = hello.adapter
+	w.django = hello.django
 	size := 8
 	for size < 2*w.capacity {
 		size *= 2
@@ -431,7 +432,20 @@ type hello struct {
 	status   string
 	errText  string
 	capacity int64
+	django   *Django // the optional 8th item; nil without it
 }
+
+// Django is what a worker hosting a configured Django project reports of
+// its settings in HELLO (protocol.md, Handshake): each "" when the
+// setting is None or unset. Values are as the settings give them; the
+// caller decides which are servable (path URLs, absolute roots).
+type Django struct {
+	StaticURL, StaticRoot, MediaURL, MediaRoot string
+}
+
+// Django returns the Django settings the worker reported in its HELLO,
+// nil when its app is not a configured Django project.
+func (w *Worker) Django() *Django { return w.django }
 
 func parseHello(p []byte) (hello, error) {
 	var h hello
@@ -440,8 +454,8 @@ func parseHello(p []byte) (hello, error) {
 	if err != nil {
 		return h, fmt.Errorf("HELLO: %w", err)
 	}
-	if n != 7 {
-		return h, fmt.Errorf("HELLO: %w: a tuple of %d items, want 7", wire.ErrProtocol, n)
+	if n != 7 && n != 8 {
+		return h, fmt.Errorf("HELLO: %w: a tuple of %d items, want 7 or 8", wire.ErrProtocol, n)
 	}
 	str := func() string {
 		if err != nil {
@@ -466,6 +480,12 @@ func parseHello(p []byte) (hello, error) {
 	h.status = str()
 	h.errText = str()
 	h.capacity = num()
+	if err == nil && n == 8 {
+		// The last item: Decode takes the rest whole, so trailing bytes
+		// after it are refused there.
+		h.django, err = parseDjango(d.Rest())
+		d = wire.NewDecoder(nil)
+	}
 	if err == nil && !d.Done() {
 		err = fmt.Errorf("%w: trailing bytes", wire.ErrProtocol)
 	}
@@ -473,6 +493,49 @@ func parseHello(p []byte) (hello, error) {
 		return h, fmt.Errorf("HELLO: %w", err)
 	}
 	return h, nil
+}
+
+// parseDjango decodes HELLO's 8th item: None, or a dict of str keys to
+// str or None. Unknown keys are ignored, so that later adapters may add
+// some without a protocol version bump.
+func parseDjango(b []byte) (*Django, error) {
+	v, err := wire.Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, nil
+	}
+	dict, ok := v.(wire.Dict)
+	if !ok {
+		return nil, fmt.Errorf("%w: item 8 is a %T, want a dict", wire.ErrProtocol, v)
+	}
+	dj := &Django{}
+	for _, kv := range dict {
+		key, ok := kv[0].(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: item 8 has a %T key, want str", wire.ErrProtocol, kv[0])
+		}
+		var val string
+		switch x := kv[1].(type) {
+		case nil:
+		case string:
+			val = x
+		default:
+			return nil, fmt.Errorf("%w: item 8's %q is a %T, want str or None", wire.ErrProtocol, key, kv[1])
+		}
+		switch key {
+		case "static_url":
+			dj.StaticURL = val
+		case "static_root":
+			dj.StaticRoot = val
+		case "media_url":
+			dj.MediaURL = val
+		case "media_root":
+			dj.MediaRoot = val
+		}
+	}
+	return dj, nil
 }
 
 func (w *Worker) exitString() string {

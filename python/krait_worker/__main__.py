@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from . import __version__
-from .loader import is_async_app, load_app
+from .loader import django_paths, is_async_app, load_app
 from .protocol import EXIT_BOOT_ERROR, HELLO, PROTOCOL_VERSION, frame
 
 # Interfaces this adapter can serve, mapped to the module that serves them.
@@ -106,9 +106,15 @@ def main(argv=None):
     else:
         capacity = args.threads
 
+    # Read once the app is imported (its import configures Django); an
+    # 8th HELLO item only for a configured Django project.
+    django = django_paths() if not error else None
+
     def hello(status, error, capacity):
         """Send HELLO; False when krait's socket is unusable."""
         msg = (PROTOCOL_VERSION, __version__, os.getpid(), interface, status, error, capacity)
+        if status == "ready" and django is not None:
+            msg += (django,)
         try:
             sock.sendall(frame(HELLO, 0, 0, marshal.dumps(msg, 2)))
         except OSError as e:

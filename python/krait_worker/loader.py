@@ -3,6 +3,8 @@
 import ast
 import importlib
 import inspect
+import os
+import sys
 
 
 class AppNotFound(Exception):
@@ -108,3 +110,48 @@ def is_async_app(app):
         return True
     call = getattr(app, "__call__", None)
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+# HELLO's optional 8th item: the keys krait reads, and the settings they
+# come from.
+_DJANGO_PATHS = (
+    ("static_url", "STATIC_URL"),
+    ("static_root", "STATIC_ROOT"),
+    ("media_url", "MEDIA_URL"),
+    ("media_root", "MEDIA_ROOT"),
+)
+
+
+def django_paths():
+    """The app's Django STATIC_/MEDIA_ URL and root settings as a dict of
+    str or None, or None when the app is not a configured Django project.
+
+    Django is never imported here: only a project that already imported
+    django.conf (and configured its settings) while loading is asked.
+    krait decides what to serve (path URLs and absolute roots only).
+    """
+    if "django" not in sys.modules:
+        return None
+    conf = sys.modules.get("django.conf")
+    if conf is None:
+        return None
+    try:
+        settings = conf.settings
+        if not settings.configured:
+            return None
+        out = {}
+        for key, name in _DJANGO_PATHS:
+            v = getattr(settings, name, None)
+            if v is not None and not isinstance(v, str):
+                # STATIC_ROOT is often a pathlib.Path.
+                try:
+                    v = os.fspath(v)
+                except TypeError:
+                    v = str(v)
+                if isinstance(v, bytes):
+                    v = os.fsdecode(v)
+            out[key] = v
+        return out
+    except Exception as e:  # a broken setting must not stop the worker
+        sys.stderr.write("krait_worker: cannot read Django's static settings: %r\n" % (e,))
+        return None
