@@ -12,6 +12,7 @@ import (
 	"github.com/krait-server/krait/internal/exchange"
 	"github.com/krait-server/krait/internal/route"
 	"github.com/krait-server/krait/internal/supervisor"
+	"github.com/krait-server/krait/internal/worker"
 )
 
 // KindNone labels requests no route matched (the router's own 404s).
@@ -80,7 +81,7 @@ func New() *Metrics {
 			Help: "HTTP requests being served now, WebSocket sessions included.",
 		}),
 		kinds: make(map[string]*kindStats),
-		statm: readRSS,
+		statm: worker.ReadRSS,
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.inFlight,
 		&poolCollector{m: m},

@@ -355,23 +355,6 @@ func TestPoolMetricsScrape(t *testing.T) {
 	}
 }
 
-func TestParseStatm(t *testing.T) {
-	if n, ok := parseStatm([]byte("2000 300 100 10 0 500 0\n")); !ok || n != 300*pageSize {
-		t.Errorf("parseStatm = %d %v, want %d", n, ok, 300*pageSize)
-	}
-	for _, bad := range []string{"", "12", "1 x 3", "1 -4 3"} {
-		if _, ok := parseStatm([]byte(bad)); ok {
-			t.Errorf("parseStatm(%q) succeeded", bad)
-		}
-	}
-	if n, ok := readRSS(os.Getpid()); !ok || n <= 0 {
-		t.Errorf("readRSS(self) = %d %v, want > 0", n, ok)
-	}
-	if _, ok := readRSS(1 << 30); ok {
-		t.Error("readRSS of a pid that does not exist succeeded")
-	}
-}
-
 // BenchmarkMiddleware is the cost the metrics add per request, over the
 // bare router ("off").
 func BenchmarkMiddleware(b *testing.B) {

@@ -1,10 +1,7 @@
 package supervisor
 
 import (
-	"bytes"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/krait-server/krait/internal/worker"
@@ -94,7 +91,7 @@ func (p *Pool) recycler() {
 		}
 		p.mu.Unlock()
 		for _, d := range sample {
-			if rss, ok := readRSS(d.w.Pid()); ok && rss > p.cfg.Recycle.MaxRSS {
+			if rss, ok := worker.ReadRSS(d.w.Pid()); ok && rss > p.cfg.Recycle.MaxRSS {
 				p.log.Info("worker over --max-rss", "worker", d.sl.id, "pid", d.w.Pid(), "rss", rss, "max_rss", p.cfg.Recycle.MaxRSS)
 				todo = append(todo, d)
 			}
@@ -156,22 +153,4 @@ func (p *Pool) recycle(sl *slot, w *worker.Worker, gen int, reason string) bool 
 	}
 	p.swap(sl, w, nw, gen, reason)
 	return true
-}
-
-// readRSS returns the resident set size of pid in bytes from
-// /proc/PID/statm (second field, in pages); false when unavailable.
-func readRSS(pid int) (int64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0, false
-	}
-	f := bytes.Fields(b)
-	if len(f) < 2 {
-		return 0, false
-	}
-	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
-	if err != nil || pages < 0 {
-		return 0, false
-	}
-	return pages * int64(os.Getpagesize()), true
 }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"github.com/krait-server/krait/internal/worker"
 	"os"
 	"testing"
 )
@@ -29,11 +30,11 @@ func TestRequestLimit(t *testing.T) {
 }
 
 func TestReadRSS(t *testing.T) {
-	rss, ok := readRSS(os.Getpid())
+	rss, ok := worker.ReadRSS(os.Getpid())
 	if !ok || rss <= 0 {
-		t.Fatalf("readRSS(self) = %d, %v", rss, ok)
+		t.Fatalf("worker.ReadRSS(self) = %d, %v", rss, ok)
 	}
-	if _, ok := readRSS(1 << 30); ok {
-		t.Fatal("readRSS of a pid that does not exist succeeded")
+	if _, ok := worker.ReadRSS(1 << 30); ok {
+		t.Fatal("ReadRSS of a pid that does not exist succeeded")
 	}
 }

@@ -1,4 +1,4 @@
-package metrics
+package worker
 
 import (
 	"bytes"
@@ -8,10 +8,10 @@ import (
 
 var pageSize = int64(os.Getpagesize())
 
-// readRSS returns the resident set size of process pid in bytes, from
+// ReadRSS returns the resident set size of process pid in bytes, from
 // /proc/PID/statm (its second field, in pages): Linux only, no cgo; false
 // where there is no /proc or the process is gone.
-func readRSS(pid int) (int64, bool) {
+func ReadRSS(pid int) (int64, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {
 		return 0, false
