@@ -266,23 +266,7 @@ func (s *Stream) Credit(n int) error {
 
 // Reset cancels the stream: the worker stops the app and ends the stream,
 // and frames still arriving for it are discarded.
-func (s *Stream) Reset() {
-	if !s.requestSent {
-		return
-	}
-	s.mu.Lock()
-	if s.err != nil || s.wEnded || s.kReset {
-		s.mu.Unlock()
-		return
-	}
-	s.kReset = true
-	s.in = s.in[:0]
-	s.mu.Unlock()
-	signal(s.sendReady)
-	var b [wire.HeaderSize]byte
-	wire.PutHeader(b[:], 0, wire.Reset, 0, s.id)
-	_ = s.Send(b[:])
-}
+func (s *Stream) Reset() { s.reset("") }
 
 // Cancel is Reset with a reason: krait gave up on the stream (it ran over
 // --timeout) and wants the app stopped, not only told the client left.
@@ -290,6 +274,15 @@ func (s *Stream) Reset() {
 // with its own RESET, which frees the slot (docs/protocol.md,
 // "Cancellation and errors").
 func (s *Stream) Cancel(reason string) {
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	s.reset(reason)
+}
+
+// reset sends K's RESET, with reason as its payload (empty: the client
+// left), once, and only while the stream is live.
+func (s *Stream) reset(reason string) {
 	if !s.requestSent {
 		return
 	}
@@ -302,8 +295,11 @@ func (s *Stream) Cancel(reason string) {
 	s.in = s.in[:0]
 	s.mu.Unlock()
 	signal(s.sendReady)
-	if len(reason) > 256 {
-		reason = reason[:256]
+	if reason == "" {
+		var b [wire.HeaderSize]byte // no allocation on the common path
+		wire.PutHeader(b[:], 0, wire.Reset, 0, s.id)
+		_ = s.Send(b[:])
+		return
 	}
 	b := make([]byte, wire.HeaderSize, wire.HeaderSize+len(reason))
 	wire.PutHeader(b, len(reason), wire.Reset, 0, s.id)
