@@ -15,30 +15,51 @@ import (
 // "name/version"), computed once: it is the same for every request.
 var serverSoftware = "krait/" + version.String()
 
+// The environ's constant keys, and the pairs that never change, encoded
+// once: appending them is a copy, where wire.AppendStr would scan each
+// one again for every request.
+var (
+	keyRequestMethod  = wire.AppendStr(nil, "REQUEST_METHOD")
+	keyPathInfo       = wire.AppendStr(nil, "PATH_INFO")
+	keyQueryString    = wire.AppendStr(nil, "QUERY_STRING")
+	keyRawURI         = wire.AppendStr(nil, "RAW_URI")
+	keyRequestURI     = wire.AppendStr(nil, "REQUEST_URI")
+	keyServerProtocol = wire.AppendStr(nil, "SERVER_PROTOCOL")
+	keyURLScheme      = wire.AppendStr(nil, "wsgi.url_scheme")
+	keyRemoteAddr     = wire.AppendStr(nil, "REMOTE_ADDR")
+	keyRemotePort     = wire.AppendStr(nil, "REMOTE_PORT")
+	keyServerName     = wire.AppendStr(nil, "SERVER_NAME")
+	keyServerPort     = wire.AppendStr(nil, "SERVER_PORT")
+	// SCRIPT_NAME is always "" (krait mounts the app at the root);
+	// SERVER_SOFTWARE is the same for every request.
+	pairScriptName     = wire.AppendStrPair(nil, "SCRIPT_NAME", "")
+	pairServerSoftware = wire.AppendStrPair(nil, "SERVER_SOFTWARE", serverSoftware)
+)
+
 // AppendEnviron appends the marshal dict of the WSGI environ strings for r
 // (docs/protocol.md). scratch is reusable working memory; the returned
 // scratch may have grown.
 func AppendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byte) {
 	b = wire.AppendDictStart(b)
-	b = wire.AppendStrPair(b, "REQUEST_METHOD", r.Method)
-	b = wire.AppendStrPair(b, "SCRIPT_NAME", "")
+	b = wire.AppendStr(append(b, keyRequestMethod...), r.Method)
+	b = append(b, pairScriptName...)
 	scratch = unescapePath(scratch[:0], requestPath(r.Path))
-	b = wire.AppendStrPair(b, "PATH_INFO", scratch)
-	b = wire.AppendStrPair(b, "QUERY_STRING", r.Query)
-	b = wire.AppendStrPair(b, "RAW_URI", r.Target)
-	b = wire.AppendStrPair(b, "REQUEST_URI", r.Target)
+	b = wire.AppendStr(append(b, keyPathInfo...), scratch)
+	b = wire.AppendStr(append(b, keyQueryString...), r.Query)
+	b = wire.AppendStr(append(b, keyRawURI...), r.Target)
+	b = wire.AppendStr(append(b, keyRequestURI...), r.Target)
 	_, proto := httpVersion(r)
-	b = wire.AppendStrPair(b, "SERVER_PROTOCOL", proto)
-	b = wire.AppendStrPair(b, "SERVER_SOFTWARE", serverSoftware)
+	b = wire.AppendStr(append(b, keyServerProtocol...), proto)
+	b = append(b, pairServerSoftware...)
 	scheme := schemeOf(r)
-	b = wire.AppendStrPair(b, "wsgi.url_scheme", scheme)
+	b = wire.AppendStr(append(b, keyURLScheme...), scheme)
 
 	var num [20]byte
-	b = wire.AppendStrPair(b, "REMOTE_ADDR", r.RemoteAddr)
+	b = wire.AppendStr(append(b, keyRemoteAddr...), r.RemoteAddr)
 	if r.RemoteAddr != "" || r.RemotePort != 0 {
-		b = wire.AppendStrPair(b, "REMOTE_PORT", strconv.AppendInt(num[:0], int64(r.RemotePort), 10))
+		b = wire.AppendStr(append(b, keyRemotePort...), strconv.AppendInt(num[:0], int64(r.RemotePort), 10))
 	} else {
-		b = wire.AppendStrPair(b, "REMOTE_PORT", "")
+		b = wire.AppendStr(append(b, keyRemotePort...), "")
 	}
 
 	// SERVER_NAME/SERVER_PORT: the Host header's host and port (IPv6
@@ -49,19 +70,19 @@ func AppendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 	if len(name) == 0 {
 		switch {
 		case strings.IndexByte(r.LocalAddr, ':') >= 0:
-			b = wire.AppendStr(b, "SERVER_NAME")
+			b = append(b, keyServerName...)
 			scratch = append(append(append(scratch[:0], '['), r.LocalAddr...), ']')
 			b = wire.AppendStr(b, scratch)
 		case r.LocalAddr != "":
-			b = wire.AppendStrPair(b, "SERVER_NAME", r.LocalAddr)
+			b = wire.AppendStr(append(b, keyServerName...), r.LocalAddr)
 		default:
-			b = wire.AppendStrPair(b, "SERVER_NAME", "localhost")
+			b = wire.AppendStr(append(b, keyServerName...), "localhost")
 		}
 		if r.LocalPort != 0 {
 			port = strconv.AppendInt(num[:0], int64(r.LocalPort), 10)
 		}
 	} else {
-		b = wire.AppendStrPair(b, "SERVER_NAME", name)
+		b = wire.AppendStr(append(b, keyServerName...), name)
 	}
 	if len(port) == 0 {
 		if scheme == "https" {
@@ -70,7 +91,7 @@ func AppendEnviron(b []byte, r *exchange.Request, scratch []byte) ([]byte, []byt
 			port = []byte("80")
 		}
 	}
-	b = wire.AppendStrPair(b, "SERVER_PORT", port)
+	b = wire.AppendStr(append(b, keyServerPort...), port)
 
 	if r.ContentLength > 0 {
 		b = wire.AppendStrPair(b, "CONTENT_LENGTH", strconv.AppendInt(num[:0], r.ContentLength, 10))

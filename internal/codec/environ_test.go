@@ -237,3 +237,21 @@ func BenchmarkEnvironAndResponse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEnvironHello is the environ of a hello-world benchmark request
+// as the app sees it behind krait's default middleware (wrk's Host, and
+// the X-Request-ID the request id middleware adds).
+func BenchmarkEnvironHello(b *testing.B) {
+	r := &exchange.Request{
+		Method: []byte("GET"), Target: []byte("/"), Path: []byte("/"),
+		ProtoMajor: 1, ProtoMinor: 1, Scheme: "http", Host: []byte("127.0.0.1:8000"),
+		Headers:    hdrs("Host", "127.0.0.1:8000", "X-Request-ID", "0123456789abcdef0123456789abcdef"),
+		RemoteAddr: "127.0.0.1", RemotePort: 40000, LocalAddr: "127.0.0.1", LocalPort: 8000,
+	}
+	var scratch []byte
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, scratch = AppendEnviron(buf[:0], r, scratch)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/krait-server/krait/internal/exchange"
+	"github.com/krait-server/krait/internal/rawio"
 )
 
 const (
@@ -47,9 +48,9 @@ var (
 type conn struct {
 	srv *Server
 	nc  net.Conn
-	// writeDirect's writev vector, in the conn so that it costs no allocation.
-	iov  [2][]byte
-	bufs net.Buffers
+	// sock does the per-request reads and writes of nc: raw system
+	// calls where they apply (internal/rawio).
+	sock rawio.Conn
 
 	// The buffers are held only while a request is being read or served:
 	// an idle connection gives both back (putBufs) and waits for its next
@@ -100,6 +101,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if c.rc = rawConn(nc); c.rc != nil {
 		c.idleFn = c.idleRead
 	}
+	c.sock.Init(nc)
 	c.body.c = c
 	c.rw.c = c
 	c.watchFn = c.watchGone
@@ -288,7 +290,7 @@ func (c *conn) readHead() bool {
 				headStart = now
 			}
 			c.setReadDeadline(now, headStart.Add(c.srv.cfg.HeaderTimeout), 0)
-			n, err = c.nc.Read(c.buf[c.w:])
+			n, err = c.sock.Read(c.buf[c.w:])
 			c.w += n
 		}
 		if err != nil && n == 0 {
@@ -392,7 +394,7 @@ func (c *conn) fill() error {
 	// every read, so a steady slow upload is not cut but a stalled one is.
 	t := c.srv.cfg.BodyTimeout
 	c.setReadDeadline(now, now.Add(t), t)
-	n, err := c.nc.Read(c.buf[c.w:])
+	n, err := c.sock.Read(c.buf[c.w:])
 	c.w += n
 	if n > 0 {
 		return nil
@@ -445,7 +447,7 @@ func (c *conn) flushAt(now time.Time) error {
 		return c.werr
 	}
 	c.setWriteDeadline(now)
-	_, err := c.nc.Write(c.out)
+	err := c.sock.Writev(c.out, nil)
 	c.out = c.out[:0]
 	if err != nil {
 		c.werr = err
@@ -471,13 +473,10 @@ func (c *conn) writeDirect(p []byte) error {
 	if len(c.out) > 0 {
 		// One writev for the pending head and the body: one TCP push
 		// instead of two.
-		c.iov[0], c.iov[1] = c.out, p
-		c.bufs = c.iov[:]
-		_, err = c.bufs.WriteTo(c.nc)
-		c.iov[0], c.iov[1], c.bufs = nil, nil, nil
+		err = c.sock.Writev(c.out, p)
 		c.out = c.out[:0]
 	} else {
-		_, err = c.nc.Write(p)
+		err = c.sock.Writev(p, nil)
 	}
 	if err != nil {
 		c.werr = err

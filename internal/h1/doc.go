@@ -44,6 +44,17 @@
 // deadlines are re-armed only when they would move by more than an eighth
 // of the timeout, so keep-alive requests rarely touch the timer heap.
 //
+// The per-request socket I/O (the idle read of a request's first bytes,
+// the rest of its head, body reads into the connection's buffer, the
+// response writes) goes through internal/rawio: raw system calls on the
+// non-blocking socket, inside syscall.RawConn's Read and Write, so that a
+// request does not hand its P to the runtime (entersyscall) for each call,
+// which on a core shared with a Python worker woke sysmon and moved the
+// P between threads on every request. Reads straight into a handler's
+// slice (large bodies), sendfile and the watcher's reads keep net.Conn's
+// path. Race-detector builds and systems other than Linux use net.Conn's
+// Read and Write throughout.
+//
 // # Strictness
 //
 // Parsing follows RFC 9112 and RFC 9110 and refuses, with a short

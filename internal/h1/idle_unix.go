@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/krait-server/krait/internal/rawio"
 )
 
 // rawConn returns nc's raw connection for waiting idle without a buffer,
@@ -26,7 +28,7 @@ func rawConn(nc net.Conn) syscall.RawConn {
 func (c *conn) idleRead(fd uintptr) bool {
 	b := readPool.Get().(*[]byte)
 	for {
-		n, err := syscall.Read(int(fd), *b)
+		n, err := rawio.ReadFD(fd, *b) // no entersyscall: see internal/rawio
 		switch {
 		case err == syscall.EINTR:
 			continue
