@@ -14,6 +14,18 @@
 #
 #   bash bench/static/run.sh               # about 30 s in all
 #   KRAIT_BIN=/tmp/krait bash bench/static/run.sh
+#   KRAIT_BIN=/tmp/krait KRAIT_BIN_B=/tmp/krait-baseline bash bench/static/run.sh
+#
+# KRAIT_BIN_B adds a second krait binary (say, the baseline) as a third
+# server in the same rounds (krait, krait-b, nginx, krait, ...): the fair
+# before/after on a shared, noisy machine, where back-to-back runs differ
+# more than the change measured. Its ratios to nginx and to krait are
+# printed too. When other work shares SERVER_CPU, requests/s also
+# measures how much of the core each server wins from that work (the
+# kernel shares a core between threads, not processes: a server whose
+# work hops between several threads gets more of it than one running on
+# a single thread, as nginx and krait's raw-I/O engine do); CPU per
+# request does not depend on that.
 #
 # Env: DURATION (4s), WARMUP (1s), ROUNDS (3), CONNECTIONS (64), SIZE (15000),
 # SERVER_CPU (0), WRK_CPU (1), PYTHON (.venv/bin/python, else python3),
@@ -127,10 +139,21 @@ taskset -c "$SERVER_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -
 NPID=$!
 PIDS+=($NPID)
 
+if [[ -n "${KRAIT_BIN_B:-}" ]]; then
+  BPORT=$(free_port)
+  taskset -c "$SERVER_CPU" "$KRAIT_BIN_B" serve app:application --chdir bench/static --python "$PYTHON" \
+    -w 1 -b "127.0.0.1:$BPORT" --static "/static=$WORK/www/static" --static-max-age 3600 \
+    --error-logfile "$WORK/krait-b.log" &
+  BPID=$!
+  PIDS+=($BPID)
+  BURL="http://127.0.0.1:$BPORT/static/app.css"
+fi
+
 KURL="http://127.0.0.1:$KPORT/static/app.css"
 NURL="http://127.0.0.1:$NPORT/static/app.css"
 wait_ready "$KURL"
 wait_ready "$NURL"
+if [[ -n "${BURL:-}" ]]; then wait_ready "$BURL"; fi
 
 # tree_ticks PID: CPU clock ticks (utime + stime) of PID and its descendants.
 tree_ticks() {
@@ -164,18 +187,36 @@ run() {
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 run "$KURL" "$WARMUP" "$KPID" >/dev/null
+if [[ -n "${BURL:-}" ]]; then run "$BURL" "$WARMUP" "$BPID" >/dev/null; fi
 run "$NURL" "$WARMUP" "$NPID" >/dev/null
-K=() N=() KC=() NC=()
+K=() N=() KC=() NC=() B=() BC=()
 for r in $(seq "$ROUNDS"); do
   read -r rps cpu < <(run "$KURL" "$DURATION" "$KPID")
   K+=("$rps") KC+=("$cpu")
+  line="round $r: krait ${K[-1]} req/s ${KC[-1]} us CPU/req"
+  if [[ -n "${BURL:-}" ]]; then
+    read -r rps cpu < <(run "$BURL" "$DURATION" "$BPID")
+    B+=("$rps") BC+=("$cpu")
+    line+=", krait-b ${B[-1]} req/s ${BC[-1]} us CPU/req"
+  fi
   read -r rps cpu < <(run "$NURL" "$DURATION" "$NPID")
   N+=("$rps") NC+=("$cpu")
-  echo "round $r: krait ${K[-1]} req/s ${KC[-1]} us CPU/req, nginx ${N[-1]} req/s ${NC[-1]} us CPU/req"
+  echo "$line, nginx ${N[-1]} req/s ${NC[-1]} us CPU/req"
 done
 km=$(median "${K[@]}") nm=$(median "${N[@]}")
 kc=$(median "${KC[@]}") nc=$(median "${NC[@]}")
+ratios() { # NAME RPS CPU: the ratios of a krait row to nginx
+  echo "ratio  $1: $(awk -v k="$2" -v n="$nm" 'BEGIN {printf "%.2f", k / n}')x nginx requests/s;  cpu ratio $(awk -v k="$3" -v n="$nc" 'BEGIN {printf "%.2f", n / k}')x"
+}
 echo "file=${SIZE}B connections=$CONNECTIONS duration=$DURATION rounds=$ROUNDS server_cpu=$SERVER_CPU wrk_cpu=$WRK_CPU"
-echo "krait  $(printf '%.0f' "$km") req/s  $kc us CPU/req (medians)   $("$KRAIT_BIN" version 2>/dev/null | head -n1)"
-echo "nginx  $(printf '%.0f' "$nm") req/s  $nc us CPU/req (medians)   $("$NGINX" -v 2>&1)"
-echo "ratio  $(awk -v k="$km" -v n="$nm" 'BEGIN {printf "%.2f", k / n}')x nginx requests/s;  cpu ratio $(awk -v k="$kc" -v n="$nc" 'BEGIN {printf "%.2f", n / k}')x"
+echo "krait    $(printf '%.0f' "$km") req/s  $kc us CPU/req (medians)   $("$KRAIT_BIN" version 2>/dev/null | head -n1)  $KRAIT_BIN"
+if [[ -n "${BURL:-}" ]]; then
+  bm=$(median "${B[@]}") bc=$(median "${BC[@]}")
+  echo "krait-b  $(printf '%.0f' "$bm") req/s  $bc us CPU/req (medians)   $("$KRAIT_BIN_B" version 2>/dev/null | head -n1)  $KRAIT_BIN_B"
+fi
+echo "nginx    $(printf '%.0f' "$nm") req/s  $nc us CPU/req (medians)   $("$NGINX" -v 2>&1)"
+ratios krait "$km" "$kc"
+if [[ -n "${BURL:-}" ]]; then
+  ratios krait-b "$bm" "$bc"
+  echo "ratio  krait/krait-b: $(awk -v k="$km" -v b="$bm" 'BEGIN {printf "%.2f", k / b}')x requests/s;  cpu per request $(awk -v k="$kc" -v b="$bc" 'BEGIN {printf "%.2f", b / k}')x"
+fi

@@ -23,6 +23,7 @@ type rep struct {
 	size    int64
 	mod     time.Time
 	ino     uint64
+	ctime   int64  // status change time (ns): catches rewrites that keep size and mtime
 	etag    []byte // `"<mtime ns hex>-<size hex>[-br|-zst|-gz]"`
 	lastMod []byte // HTTP date of mod
 	data    []byte // the contents when held in memory, else nil (sent with sendfile)
@@ -161,12 +162,12 @@ func inode(fi os.FileInfo) uint64 {
 }
 
 func sameFile(a, b os.FileInfo) bool {
-	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && inode(a) == inode(b)
+	return a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && inode(a) == inode(b) && ctime(a) == ctime(b)
 }
 
 // matches reports whether fi still describes r.
 func (r *rep) matches(fi os.FileInfo) bool {
-	return fi.Mode().IsRegular() && r.size == fi.Size() && r.mod.Equal(fi.ModTime()) && r.ino == inode(fi)
+	return fi.Mode().IsRegular() && r.size == fi.Size() && r.mod.Equal(fi.ModTime()) && r.ino == inode(fi) && r.ctime == ctime(fi)
 }
 
 var (
@@ -196,6 +197,7 @@ func (h *Handler) newRep(e *entry, c int, fi os.FileInfo) *rep {
 		size:   fi.Size(),
 		mod:    fi.ModTime(),
 		ino:    inode(fi),
+		ctime:  ctime(fi),
 	}
 	tag := make([]byte, 0, 40)
 	tag = append(tag, '"')

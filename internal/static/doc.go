@@ -62,9 +62,15 @@
 // (Config.CacheEntries) and in bytes of contents held in memory
 // (Config.CacheBytes; files up to Config.CacheFileMax are held), with
 // CLOCK eviction. An entry is trusted for Config.Recheck and then
-// re-stat(2)ed (size, mtime, inode of every representation, sidecars
-// appearing or going away); one request re-checks while the others serve
-// the entry they have. A file held in memory is answered with one Write
+// re-stat(2)ed (size, mtime, inode and ctime of every representation,
+// sidecars appearing or going away); one request re-checks while the
+// others serve the entry they have. ctime makes the check see every
+// change of a file's bytes, including a rewrite in place that keeps its
+// size and sets its mtime back (cp -p, rsync -t): the new bytes are
+// served, but with the same ETag and Last-Modified, which derive from
+// size and mtime (like nginx's, so that hosts serving copies of one
+// deployment agree), so a client's cached copy still revalidates as
+// fresh; fingerprinted names are the cure for that. A file held in memory is answered with one Write
 // of bytes that match its validators (a file that changes while being
 // read is not held). Larger files are opened per request, checked
 // against the entry by fstat, and sent with SendFile (sendfile(2) in the

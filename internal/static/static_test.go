@@ -734,6 +734,80 @@ func TestCacheSeesChanges(t *testing.T) {
 	}
 }
 
+// TestCacheSeesInPlaceRewrite: a file rewritten in place (same inode) with
+// the same size and its mtime set back, as cp -p or rsync -t do, is seen
+// after the recheck: by its ctime, which no one can set back. Held in
+// memory or sent with sendfile alike, the new bytes are served, never the
+// old ones.
+func TestCacheSeesInPlaceRewrite(t *testing.T) {
+	fx := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"memory", Config{Prefix: "/s", Dir: fx.dir, Recheck: time.Nanosecond}},
+		{"sendfile", Config{Prefix: "/s", Dir: fx.dir, Recheck: time.Nanosecond, CacheBytes: -1}},
+		// Within the recheck interval only the sendfile path looks (fstat
+		// of the file it opened).
+		{"sendfile-within-recheck", Config{Prefix: "/s", Dir: fx.dir, Recheck: time.Hour, CacheBytes: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(fx.dir, "hello.txt")
+			writeFile(t, p, []byte("before\n"))
+			h := newHandler(t, tc.cfg)
+			first := serve(t, h, req("GET", "/s/hello.txt"))
+			if first.body.String() != "before\n" {
+				t.Fatalf("first: %q", first.body.String())
+			}
+			fi0, err := os.Stat(p)
+			must(t, err)
+			// In place: O_TRUNC keeps the inode.
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+			must(t, err)
+			_, err = f.Write([]byte("AFTER!\n"))
+			must(t, err)
+			must(t, f.Close())
+			must(t, os.Chtimes(p, fi0.ModTime(), fi0.ModTime()))
+			fi1, err := os.Stat(p)
+			must(t, err)
+			if inode(fi1) != inode(fi0) || fi1.Size() != fi0.Size() || !fi1.ModTime().Equal(fi0.ModTime()) {
+				t.Fatalf("the rewrite changed inode, size or mtime: the test proves nothing")
+			}
+			rec := serve(t, h, req("GET", "/s/hello.txt"))
+			if rec.status != 200 || rec.body.String() != "AFTER!\n" {
+				t.Errorf("after an in-place rewrite keeping size and mtime: %d %q, want 200 %q", rec.status, rec.body.String(), "AFTER!\n")
+			}
+		})
+	}
+}
+
+// TestCacheRecheckKeepsUnchanged: a recheck that finds the files as they
+// were (ctime included) keeps the entry and its representations: no
+// reload, no re-read of the contents, for a held file and for one sent
+// with sendfile (whose per-request fstat must match too).
+func TestCacheRecheckKeepsUnchanged(t *testing.T) {
+	fx := newFixture(t)
+	h := newHandler(t, Config{Prefix: "/s", Dir: fx.dir, Recheck: time.Nanosecond})
+	for _, path := range []string{"/s/css/app.css", "/s/big.bin"} {
+		rel := []byte(strings.TrimPrefix(path, "/s/"))
+		serve(t, h, req("GET", path))
+		e := h.cache.get(rel)
+		if e == nil {
+			t.Fatalf("%s not cached", path)
+		}
+		r0 := e.reps[codingIdentity]
+		for range 3 {
+			time.Sleep(time.Millisecond) // past the recheck interval
+			if rec := serve(t, h, req("GET", path)); rec.status != 200 {
+				t.Fatalf("%s: %d", path, rec.status)
+			}
+		}
+		if e2 := h.cache.get(rel); e2 != e || e2.reps[codingIdentity] != r0 {
+			t.Errorf("%s: an unchanged file was reloaded at its recheck", path)
+		}
+	}
+}
+
 // TestCacheWithinRecheckServesCached: within the recheck interval the
 // cache does not touch the disk (the point of it).
 func TestCacheWithinRecheckServesCached(t *testing.T) {
