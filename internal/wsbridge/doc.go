@@ -22,9 +22,17 @@
 // fragments by the library and limited to Config.MaxSize (else close
 // 1009), go to the worker as WS_MESSAGE pieces of at most 64 KiB within
 // the stream's send window, FlagMore on all but the last; the worker's
-// pieces are written as one message (one frame) and credited once
-// collected. Text messages are checked to be UTF-8 piece by piece: an
-// invalid piece is not forwarded and the connection fails with 1007; an
+// pieces are written as one message (one frame). The worker's message
+// bytes, written to the client or collected, are credited in batches of
+// half the window (creditBatch), one WINDOW frame per 128 KiB rather than
+// per message: the worker waits for credit only with a whole window
+// outstanding, and what is held back is always less than half of it, so
+// the rest arrives and pushes the count over the mark (docs/protocol.md,
+// ASGI). The library's reads and writes get a context that never ends
+// (noCancel: a cancellable one costs a context.AfterFunc per frame); the
+// session closes the connection once when its own context ends.
+// Text messages are checked to be UTF-8 piece by piece: an invalid piece
+// is not forwarded and the connection fails with 1007; an
 // unmasked client frame fails it with 1002; in both cases the client gets
 // that code whatever the app answers. A client close reaches the worker as
 // WS_CLOSE with its code and reason (1006 when the connection dropped or a

@@ -83,6 +83,12 @@ func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Str
 	}
 	defer br.untrack(c)
 	ctx, cancel := context.WithCancel(rctx)
+	// The library's reads and writes get a context that never ends: with a
+	// cancellable one it arms and disarms a context.AfterFunc on every
+	// frame read and written (a few µs a message, in profiles). The
+	// session's ctx closes the connection once instead, which ends any
+	// read or write in progress as that per-call hook would have.
+	stopClose := context.AfterFunc(ctx, func() { _ = c.CloseNow() })
 	var failed wsFailed
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -99,6 +105,7 @@ func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Str
 	}
 	defer func() {
 		cancel()
+		stopClose()
 		_ = c.CloseNow()
 		wg.Wait()
 	}()
@@ -112,6 +119,13 @@ func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Str
 	var msgType websocket.MessageType
 	collecting := false
 	clientGone := false
+	// Credit for the worker's messages is returned in batches of
+	// creditBatch bytes, not per message: one WINDOW frame (and one write
+	// on the worker socket) saved per message. The worker is never stalled
+	// by it: it waits only with a whole window outstanding, and what we
+	// hold back is always less than creditBatch, so the rest of that window
+	// is still on its way and pushes owed over the mark when it arrives.
+	owed := 0
 	b := first
 	for {
 		if len(b) == 0 {
@@ -161,7 +175,7 @@ func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Str
 				// Conn.Write sends one frame (one compressed frame with
 				// permessage-deflate); p aliases the receive buffer, valid
 				// until the next Recv.
-				err := c.Write(ctx, msgType, data)
+				err := c.Write(noCancel, msgType, data)
 				collecting = false
 				if cap(msg) > wsKeepBuf {
 					msg = nil // do not pin a large message's memory to an idle connection
@@ -203,11 +217,25 @@ func (br *Bridge) session(rctx context.Context, c *websocket.Conn, s *worker.Str
 		if ended {
 			return
 		}
-		if err := s.Credit(credit); err != nil {
-			br.log.Debug("returning window credit failed", "err", err)
+		if owed += credit; owed >= creditBatch {
+			if err := s.Credit(owed); err != nil {
+				br.log.Debug("returning window credit failed", "err", err)
+			}
+			owed = 0
 		}
 	}
 }
+
+// creditBatch is how many bytes of the worker's WS_MESSAGE payload a
+// session consumes before it returns them as credit, in one WINDOW frame
+// (docs/protocol.md, ASGI, "WebSocket"). At most the window: beyond it
+// the worker would wait for credit that never comes.
+const creditBatch = wire.InitialWindow / 2
+
+// noCancel is the context of the library's reads and writes: it never
+// ends, so they arm no per-call cancellation hook; session closes the
+// connection when its own context ends.
+var noCancel = context.Background()
 
 // wsKeepBuf is the largest reassembly buffer a session keeps between
 // messages.
@@ -239,7 +267,7 @@ func (br *Bridge) readLoop(ctx context.Context, c *websocket.Conn, s *worker.Str
 	id := s.ID()
 	var text utf8Checker
 	for {
-		typ, rd, err := c.Reader(ctx)
+		typ, rd, err := c.Reader(noCancel)
 		if err != nil {
 			br.clientClosed(c, s, err, failed)
 			return

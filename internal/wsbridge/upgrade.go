@@ -63,5 +63,23 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := brw.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("writing the 101 response: %w", err)
 	}
-	return nc, brw, nil
+	// The library reads and writes through these buffers for the life of
+	// the connection. The engine's are 4 KiB: a 4 KiB message and its
+	// frame header then take two writes to the client (and two reads),
+	// each a syscall and a wake-up of the peer. The library takes over
+	// what the reader has buffered (bytes the client sent after the
+	// handshake), so those are moved into the new reader first.
+	br := bufio.NewReaderSize(brw.Reader, wsBufSize)
+	if n := brw.Reader.Buffered(); n > 0 {
+		if _, err := br.Peek(n); err != nil {
+			return nil, nil, fmt.Errorf("taking over the bytes read after the handshake: %w", err)
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, wsBufSize)), nil
 }
+
+// wsBufSize is the size of a WebSocket connection's read and write
+// buffers: a message up to about this size (with its frame header) is
+// one write and usually one read. Larger messages are written from the
+// caller's slice directly, past the buffer.
+const wsBufSize = 16 << 10

@@ -10,7 +10,8 @@ requests and their responses cost one syscall each way. Worker is a
 protocol.Dispatcher and the streams are protocol.StreamBase subclasses: the
 stream table and the checks of K's frames (stream ids, end of body, windows)
 are the ones the WSGI worker uses; this module adds scopes, receive/send and
-the WebSocket frames.
+the WebSocket frames. A WebSocket stream returns credit for K's messages in
+batches of half the window (CREDIT_BATCH), not per message.
 
 send() after the client is gone: the ASGI HTTP/WebSocket spec, version 2.4
 (the spec_version this worker announces), says "If send() is called on a
@@ -41,6 +42,7 @@ from .protocol import (
     EXIT_BOOT_ERROR,
     EXIT_OK,
     HEADER,
+    INITIAL_WINDOW,
     MAX_HEAD,
     MAX_PAYLOAD,
     RESPONSE,
@@ -85,6 +87,19 @@ _HEAD_500 = _dumps(
 )
 
 _DISCONNECT = "http.disconnect"
+
+# Text decoded straight from the receive buffer (a memoryview), without a
+# bytes copy; an interpreter whose str() wants bytes copies first.
+_utf8 = str
+try:
+    _utf8(memoryview(b"ok"), "utf-8")
+except TypeError:
+    def _utf8(data, encoding):
+        return bytes(data).decode(encoding)
+
+# A WebSocket stream returns credit for K's WS_MESSAGE bytes once this many
+# were consumed (docs/protocol.md, ASGI, "WebSocket"); less than the window.
+CREDIT_BATCH = INITIAL_WINDOW // 2
 
 # Stream response states.
 _IDLE = 0        # nothing sent yet (WebSocket: not accepted, not denied)
@@ -348,12 +363,44 @@ class HTTPStream(Stream):
             await self._wait()
 
     async def send(self, message):
-        mtype = self.message_type(message)
+        try:
+            mtype = message["type"]
+        except (KeyError, TypeError):
+            mtype = self.message_type(message)  # raises the violation
         state = self.state
         if self.gone:
             raise ClientDisconnected("the client went away (stream %d)" % self.id)
         try:
-            if mtype == "http.response.start":
+            if mtype == "http.response.body" and state == _STARTED and not self.trailers:
+                # The usual last message: checked and sent here, with the
+                # held RESPONSE in the same batch, without a coroutine for
+                # _send_chunks when the body fits the window and one frame.
+                body = message.get("body", b"")
+                if type(body) is not bytes:
+                    body = _body(body)
+                if not message.get("more_body", False):
+                    n = len(body)
+                    if n <= self.send_window and n <= MAX_PAYLOAD:
+                        self.send_window -= n
+                        self.state = _DONE
+                        head = self.head
+                        w = self.w
+                        if head is not None:
+                            self.head = None
+                            w.write(head)
+                        w.write2(_pack(n, DATA, END_STREAM, 0, self.id), body)
+                        if self.waiter:
+                            self.wake()
+                        return
+                if self.head is not None:
+                    self._emit_head()
+                if message.get("more_body", False):
+                    if body:
+                        await self._send_chunks(DATA, 0, body, False)
+                else:
+                    await self._send_chunks(DATA, 0, body, True)
+                    self.wake()
+            elif mtype == "http.response.start":
                 if state != _IDLE:
                     _bad("'http.response.start' sent after the response started")
                 status = message["status"]
@@ -462,7 +509,7 @@ class WebSocketStream(Stream):
     """One WebSocket connection; K does the framing, we see whole messages."""
 
     __slots__ = ("connected", "inbox", "parts", "parts_binary", "close_code",
-                 "close_reason", "sent_close", "dropping")
+                 "close_reason", "sent_close", "dropping", "owed")
 
     def __init__(self, w, sid, scope, eof):
         Stream.__init__(self, w, sid, scope, eof)
@@ -474,50 +521,70 @@ class WebSocketStream(Stream):
         self.close_reason = ""
         self.sent_close = None    # code W sent in WS_CLOSE
         self.dropping = False     # failed here (bad input from K): drop the rest
+        self.owed = 0             # consumed WS_MESSAGE bytes not yet credited
 
     def on_data(self, payload, end):
         raise ProtocolError("DATA on WebSocket stream %d" % self.id)
 
+    def _consumed(self, n):
+        """n more bytes of K's messages were consumed: return the credit in
+        batches of CREDIT_BATCH (docs/protocol.md, ASGI, "WebSocket").
+        What is held back stays under CREDIT_BATCH, less than the window, so
+        K, which waits only with a whole window outstanding, always has the
+        rest of it on its way here and gets the credit when it arrives."""
+        owed = self.owed + n
+        if owed >= CREDIT_BATCH:
+            self.owed = 0
+            self.w.write(self.credit(owed))
+        else:
+            self.owed = owed
+
     def on_message(self, payload, flags):
-        self.charge(len(payload), "WS_MESSAGE")
+        n = len(payload)
+        room = self.recv_room - n
+        if room < 0:
+            raise ProtocolError("WS_MESSAGE beyond the flow-control window on stream %d" % self.id)
+        self.recv_room = room
         if self.dropping:
             return
         if self.close_code is not None:
             raise ProtocolError("WS_MESSAGE on stream %d after WS_CLOSE" % self.id)
-        data = bytes(payload)
         if flags & WS_MORE:
+            data = bytes(payload)
             if self.parts is None:
                 self.parts = [data]
                 self.parts_binary = bool(flags & WS_BINARY)
             else:
                 self.parts.append(data)
-            # A partial message is buffered here, not by the app: return its
-            # credit now so K can send the rest of a message larger than the
-            # window. The last frame's bytes are credited as the app reads.
-            if data:
-                self.w.write(self.credit(len(data)))
+            # A partial message is buffered here, not by the app: it counts
+            # as consumed now so K can send the rest of a message larger
+            # than the window. The last frame's bytes count as the app reads.
+            if n:
+                self._consumed(n)
             return
-        credit = len(data)
-        binary = bool(flags & WS_BINARY)
-        if self.parts is not None:
-            self.parts.append(data)
-            data = b"".join(self.parts)
+        parts = self.parts
+        if parts is not None:
+            parts.append(bytes(payload))
+            payload = b"".join(parts)
             binary = self.parts_binary
             self.parts = None
+        else:
+            binary = flags & WS_BINARY
         if binary:
-            msg = {"type": "websocket.receive", "bytes": data}
+            msg = {"type": "websocket.receive", "bytes": bytes(payload)}
         else:
             try:
-                text = data.decode("utf-8")
+                # Decoded straight from the receive buffer: no bytes copy.
+                msg = {"type": "websocket.receive", "text": _utf8(payload, "utf-8")}
             except UnicodeDecodeError:
                 # krait validates text (1007), so this is a bug there; it
                 # costs this connection only, not the worker's other streams.
                 log("WS_MESSAGE text on stream %d is not UTF-8; closing it with 1007" % self.id)
                 self._fail_input(1007, "invalid UTF-8 in a text message")
                 return
-            msg = {"type": "websocket.receive", "text": text}
-        self.inbox.append((msg, credit))
-        self.wake()
+        self.inbox.append((msg, n))
+        if self.waiter:
+            self.wake()
 
     def on_close(self, payload):
         try:
@@ -561,7 +628,7 @@ class WebSocketStream(Stream):
             if inbox:
                 msg, credit = inbox.popleft()
                 if credit and self.close_code is None:
-                    self.w.write(self.credit(credit))
+                    self._consumed(credit)
                 return msg
             if self.close_code is not None:
                 return {"type": "websocket.disconnect", "code": self.close_code,
@@ -593,7 +660,7 @@ class WebSocketStream(Stream):
                 b = message.get("bytes")
                 t = message.get("text")
                 if b is not None and t is None:
-                    data = _body(b)
+                    data = b if type(b) is bytes else _body(b)
                     flags = WS_BINARY
                 elif t is not None and b is None:
                     if type(t) is not str:
@@ -602,7 +669,14 @@ class WebSocketStream(Stream):
                     flags = 0
                 else:
                     _bad("websocket.send needs exactly one of 'bytes' and 'text'")
-                await self._send_chunks(WS_MESSAGE, flags, data, False, WS_MORE)
+                n = len(data)
+                if n <= self.send_window and n <= MAX_PAYLOAD:
+                    # The usual case, without _send_chunks' coroutine: the
+                    # whole message fits the window and one frame.
+                    self.send_window -= n
+                    self.w.write2(_pack(n, WS_MESSAGE, flags, 0, self.id), data)
+                else:
+                    await self._send_chunks(WS_MESSAGE, flags, data, False, WS_MORE)
             elif mtype == "websocket.accept":
                 if state != _IDLE:
                     _bad("'websocket.accept' sent %s" % _ws_where(state))
@@ -785,6 +859,15 @@ class Worker(Dispatcher):
 
     def write(self, data):
         self.out.append(data)
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self.flush)
+
+    def write2(self, head, data):
+        """write(head + data) without copying data into a new bytes."""
+        out = self.out
+        out.append(head)
+        out.append(data)
         if not self.flush_pending:
             self.flush_pending = True
             self.loop.call_soon(self.flush)
