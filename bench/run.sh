@@ -306,7 +306,9 @@ if [[ -n $GRANIAN_ENV ]]; then GRANIAN_NOTE="${GRANIAN_ENV% }"; fi
 for name in $SERVERS; do
 	ready="" label="" cmd=() needs_peers=1
 	case $name in
-	krait | krait-b | gunicorn-sync | gunicorn-gthread | granian) app=$WSGI_APP iface=WSGI ;;
+	krait-b) # the suite's app: ASGI for SUITE=asgi|ws
+		if [[ -n $WSGI_APP ]]; then app=$WSGI_APP iface=WSGI; else app=$ASGI_APP iface=ASGI; fi ;;
+	krait | gunicorn-sync | gunicorn-gthread | granian) app=$WSGI_APP iface=WSGI ;;
 	krait-asgi | uvicorn | hypercorn | gunicorn-uvicorn | granian-asgi) app=$ASGI_APP iface=ASGI ;;
 	*)
 		echo "run.sh: unknown server $name in SERVERS" >&2

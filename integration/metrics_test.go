@@ -253,7 +253,9 @@ func TestMetricsRequestsWorkersRSS(t *testing.T) {
 }
 
 func TestMetricsQueueAndRestarts(t *testing.T) {
-	k := startMetricsKrait(t, "-w", "1", "--threads", "1")
+	// --prefetch 0: the requests wait in krait's queue, whose waits the
+	// histogram measures (prefetched ones wait in the worker's queue).
+	k := startMetricsKrait(t, "-w", "1", "--threads", "1", "--prefetch", "0")
 	events := filepath.Join(k.dir, "events.log")
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)

@@ -161,6 +161,19 @@ type Serve struct {
 	// Compress says which app responses are compressed and how; no
 	// Codings (--compress off) compresses nothing. See front.go.
 	Compress compress.Config
+
+	// BufferResponse is --buffer-response: once a client falls behind, a
+	// response is read from its worker as fast as the worker writes it
+	// and spooled, in memory up to this many bytes per response, then in
+	// an unlinked temporary file in BufferDir ("" = os.TempDir()) of at
+	// most MaxTempFileSize bytes (0 = memory only). 0 turns spooling
+	// off: a slow client then holds its worker. BufferResponseMemory
+	// bounds the spool memory of all responses together; beyond it they
+	// spool to disk directly.
+	BufferResponse       int64
+	BufferDir            string
+	MaxTempFileSize      int64
+	BufferResponseMemory int64
 }
 
 // Worker is the settings of one Python worker process: what it runs and
@@ -173,6 +186,14 @@ type Worker struct {
 	App string
 	// Threads is the number of WSGI threads per worker (default 1).
 	Threads int
+	// Prefetch is how many requests beyond its threads krait may hand a
+	// WSGI worker to wait in the worker's own queue, so that under load
+	// it takes many requests per wake-up (0 = one per free thread, as
+	// before). Only requests whose body is small enough to go whole with
+	// the request are prefetched; one that waits there while another
+	// worker could run it is recalled and run there. ASGI workers ignore
+	// it (they run every request at once).
+	Prefetch int
 
 	// Python is the interpreter that runs the workers. Default:
 	// $VIRTUAL_ENV/bin/python when VIRTUAL_ENV is set, else python3 on PATH.
@@ -319,6 +340,7 @@ func Default() Serve {
 	return Serve{
 		Worker: Worker{
 			Threads:          1,
+			Prefetch:         8,
 			Interface:        "auto",
 			Loop:             "auto",
 			Lifespan:         "auto",
@@ -350,6 +372,12 @@ func Default() Serve {
 			BodyTimeout:           10 * time.Second, // HeaderTimeout's
 		},
 		BufferBody: 1 << 20,
+		// Response spooling: 1 MiB in memory per slow client (most pages
+		// and API answers whole), 64 MiB for all of them, and nginx's
+		// proxy_max_temp_file_size (1 GiB) on disk.
+		BufferResponse:       1 << 20,
+		MaxTempFileSize:      1 << 30,
+		BufferResponseMemory: 64 << 20,
 		// An hour bounds how long browsers keep a file a deploy replaced
 		// under the same name; after it a revalidation costs a 304.
 		// Fingerprinted names get a year whatever this says.
@@ -402,6 +430,7 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	both("b", "bind", &binds, "address to listen on: HOST:PORT, [::1]:PORT or unix:/path.sock; repeatable (default "+DefaultBind+")")
 	validateScale := scaleFlags(fs, s, getenv)
 	intVar("", "threads", &s.Threads, "WSGI threads per worker")
+	fs.IntVar(&s.Prefetch, "prefetch", s.Prefetch, "requests beyond its threads a WSGI worker may be handed to queue itself, so it takes many per wake-up; ones that could run sooner elsewhere are taken back (0 = none)")
 	fs.StringVar(&s.Python, "python", "", "Python interpreter for the workers (default $VIRTUAL_ENV/bin/python, else python3 on PATH)")
 	fs.StringVar(&s.Chdir, "chdir", "", "working directory of the workers, put first on sys.path (default: the current directory)")
 	fs.Var(&pythonPath, "pythonpath", "directory to prepend to sys.path; repeatable")
@@ -450,6 +479,10 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	fs.StringVar(&s.Group, "group", "", "group (name or gid) to switch to after binding (default: the --user's primary group)")
 	var udsMode string
 	fs.StringVar(&udsMode, "uds-mode", "", "octal permissions of the unix sockets krait binds, e.g. 0660 (default: 0777 minus the umask)")
+	fs.Int64Var(&s.BufferResponse, "buffer-response", s.BufferResponse, "once a client falls behind, its response is read from the worker at once and held in memory up to this many bytes, then in a temporary file, so a slow client never holds a worker (0 = off)")
+	fs.StringVar(&s.BufferDir, "buffer-dir", "", "directory of the temporary files of spooled responses (default: $TMPDIR or /tmp)")
+	fs.Int64Var(&s.MaxTempFileSize, "max-temp-file-size", s.MaxTempFileSize, "largest temporary file of one spooled response; past it the worker waits for the client (0 = spool in memory only)")
+	fs.Int64Var(&s.BufferResponseMemory, "buffer-response-memory", s.BufferResponseMemory, "memory all spooled responses together may hold; beyond it they spool to temporary files")
 
 	// name gives a flag (by its long name) as the user spelled it, for
 	// messages; occurrence i of a repeatable flag has its own spelling.
@@ -506,6 +539,9 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	}
 	if s.Threads < 1 || s.Threads > 10000 {
 		return nil, &UsageError{Flag: name("threads"), Reason: fmt.Sprintf("%d is out of range: must be between 1 and 10000", s.Threads)}
+	}
+	if s.Prefetch < 0 || s.Prefetch > 1000 {
+		return nil, &UsageError{Flag: name("prefetch"), Reason: fmt.Sprintf("%d is out of range: must be between 0 and 1000", s.Prefetch)}
 	}
 	if s.MaxRequests < 0 || s.MaxRequestsJitter < 0 || s.MaxRSSMiB < 0 {
 		return nil, &UsageError{Flag: name("max-requests"), Reason: "--max-requests, --max-requests-jitter and --max-rss must not be negative"}
@@ -575,6 +611,25 @@ func ParseServe(args []string, out io.Writer, getenv func(string) string, lookPa
 	}
 	if s.BufferBody < 0 || s.BufferBody > 1<<30 {
 		return nil, &UsageError{Flag: name("buffer-body"), Reason: "must be between 0 and 1073741824"}
+	}
+	if s.BufferResponse < 0 || s.BufferResponse > 1<<30 {
+		return nil, &UsageError{Flag: name("buffer-response"), Reason: "must be between 0 and 1073741824 (0 = off)"}
+	}
+	if s.MaxTempFileSize < 0 {
+		return nil, &UsageError{Flag: name("max-temp-file-size"), Reason: "must be >= 0 (0 = no temporary file)"}
+	}
+	if s.BufferResponseMemory < 1 {
+		return nil, &UsageError{Flag: name("buffer-response-memory"), Reason: "must be a positive number of bytes"}
+	}
+	if s.BufferDir != "" {
+		abs, err := filepath.Abs(s.BufferDir)
+		if err != nil {
+			return nil, &UsageError{Flag: name("buffer-dir"), Reason: err.Error()}
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return nil, &UsageError{Flag: name("buffer-dir"), Reason: fmt.Sprintf("%s is not a directory", s.BufferDir)}
+		}
+		s.BufferDir = abs
 	}
 	for i, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")

@@ -84,6 +84,8 @@ func TestParseServeErrors(t *testing.T) {
 		{[]string{"a:b", "--workers", "0"}, "--workers"},
 		{[]string{"a:b", "-w", "many"}, "-w"},
 		{[]string{"a:b", "--threads", "-1"}, "--threads"},
+		{[]string{"a:b", "--prefetch", "-1"}, "--prefetch"},
+		{[]string{"a:b", "--prefetch", "1001"}, "--prefetch"},
 		{[]string{"a:b", "--bind", "nonsense"}, "--bind"},
 		{[]string{"a:b", "--bind", "127.0.0.1:99999"}, "--bind"},
 		{[]string{"a:b", "--bind", "unix:"}, "--bind"},

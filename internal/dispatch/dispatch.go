@@ -60,6 +60,19 @@ type Config struct {
 	Log *slog.Logger
 	// WebSocket tunes the WebSocket bridge (its Log defaults to Log).
 	WebSocket wsbridge.Config
+	// BufferResponse turns on response spooling (spool.go) and bounds
+	// one response's spool memory: once a write to the client blocks, the
+	// rest of the response is read from the worker as it comes, held in
+	// up to this many bytes of memory, then in an unlinked temporary file
+	// in BufferDir ("" = os.TempDir()) of up to MaxTempFileSize bytes (0 =
+	// none); past that the worker waits for the client. 0 = off: a slow
+	// client holds its worker. BufferResponseMemory bounds all spools'
+	// memory together (0 = DefaultBufferResponseMemory); beyond it
+	// responses spool to disk.
+	BufferResponse       int64
+	BufferDir            string
+	MaxTempFileSize      int64
+	BufferResponseMemory int64
 }
 
 // MaxResponseHead is the largest response head an app may send, in bytes
@@ -78,6 +91,16 @@ type Dispatcher struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	ws       *wsbridge.Bridge
+
+	// Response spooling (spool.go).
+	bufResp       int64 // Config.BufferResponse; 0 = off
+	bufDir        string
+	maxTemp       int64
+	spoolMemLimit int64
+	spoolMem      atomic.Int64 // chunk memory all spools hold now
+	spooled       atomic.Int64 // responses spooled so far
+	spoolBytes    atomic.Int64 // body bytes all spools hold now
+	spoolFiles    atomic.Int64 // temporary files open now
 }
 
 // New returns a Dispatcher for pool.
@@ -94,6 +117,13 @@ func New(pool *supervisor.Pool, cfg Config) *Dispatcher {
 	d := &Dispatcher{pool: pool, maxQueue: max(cfg.MaxQueue, 0), maxBody: max(cfg.MaxBody, 0),
 		bufBody: max(cfg.BufferBody, 0), bufLimit: cfg.BufferMemory, timeout: max(cfg.Timeout, 0), log: cfg.Log, ws: wsbridge.New(cfg.WebSocket)}
 	d.asgi.Store(cfg.ASGI)
+	if cfg.BufferResponseMemory <= 0 {
+		cfg.BufferResponseMemory = DefaultBufferResponseMemory
+	}
+	if cfg.BufferDir == "" {
+		cfg.BufferDir = os.TempDir()
+	}
+	d.bufResp, d.bufDir, d.maxTemp, d.spoolMemLimit = max(cfg.BufferResponse, 0), cfg.BufferDir, max(cfg.MaxTempFileSize, 0), cfg.BufferResponseMemory
 	return d
 }
 
@@ -122,6 +152,10 @@ type state struct {
 	// tooLarge is set by the pump when a streamed body passed MaxBody
 	// (read by relay once the stream it reset ends).
 	tooLarge atomic.Bool
+	// sp spools the response once the client falls behind (spool.go).
+	sp spooler
+	// deadline is when --timeout ends the request (with Timeout > 0).
+	deadline time.Time
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -206,6 +240,10 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 
 	var s *worker.Stream
 	asgi, ws := false, false
+	// A request whose body goes whole with REQUEST may wait in a WSGI
+	// worker's own queue (prefetch) and be given back from there.
+	opt := supervisor.OpenOptions{Prefetch: inline && !wsbridge.IsUpgrade(r)}
+	returns := 0
 	for attempt := 0; ; attempt++ {
 		var err error
 		// No disconnect watch while queued: under load nearly every request
@@ -214,7 +252,7 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		// while queued still runs; its response write then fails. The
 		// request's context still ends the wait (a server stopping hard,
 		// a deadline).
-		s, err = d.pool.Open(r.Context(), d.maxQueue)
+		s, err = d.pool.OpenWith(r.Context(), d.maxQueue, opt)
 		if err != nil {
 			d.openFailed(w, r, err)
 			return
@@ -234,7 +272,28 @@ func (d *Dispatcher) Serve(w exchange.ResponseWriter, r *exchange.Request) {
 		}
 		st.frames, err = d.requestFrames(st, r, s, body, inline, asgi, ws)
 		if err == nil {
+			st.deadline = time.Now().Add(d.timeout) // --timeout runs from REQUEST
 			err = s.SendRequest(st.frames)
+		}
+		if err == nil && opt.Prefetch && s.Worker().Prefetch() > 0 {
+			// It may wait in the worker's queue: until it starts it can
+			// come back (recalled, or the worker died first).
+			switch d.awaitStart(w, r, s, st) {
+			case startReturned:
+				s.Close()
+				returns++
+				if returns < maxReturns {
+					opt.Again = true // it waited its turn already
+					attempt--
+					continue
+				}
+				d.log.Warn("a request was given back by workers too many times", "returns", returns)
+				errpage.Write(w, r, 502)
+				return
+			case startTimedOut:
+				s.Close()
+				return
+			}
 		}
 		if err == nil {
 			break
@@ -527,8 +586,10 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 	// client leaves.
 	ctx := r.Context()
 	if d.timeout > 0 {
+		// From the REQUEST, or from when the worker started the request
+		// when it was recalled from its queue (awaitStart).
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.timeout)
+		ctx, cancel = context.WithDeadline(ctx, st.deadline)
 		defer cancel()
 	}
 	// A streamed response (server-sent events, long polls) may wait long
@@ -587,6 +648,10 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 		}
 		credit := 0
 		ended := false
+		// A batch that does not end the stream may leave the worker
+		// waiting for credit while a write blocks on a slow client: its
+		// blocking writes are watched, and spooled past spoolAfter.
+		arm := d.bufResp > 0 && !lastEnds(b)
 		for len(b) > 0 {
 			h, _ := wire.ParseHeader(b) // the worker's reader validated it
 			p := b[wire.HeaderSize : wire.HeaderSize+int(h.Length)]
@@ -628,14 +693,32 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 					p = p[:declared-written]
 				}
 				if len(p) > 0 {
-					if _, err := w.Write(p); err != nil {
+					written += int64(len(p))
+					if arm {
+						st.sp.arm(d, s, ctx, b, credit, declared, written, truncated, bodyless)
+					}
+					_, err := w.Write(p)
+					if arm && st.sp.disarm() {
+						d.drain(w, r, s, st, asgi, watching, err, 0)
+						return
+					}
+					if err != nil {
 						d.clientFailed(w, s, err)
 						return
 					}
-					written += int64(len(p))
 				}
 			case wire.SendFile:
+				if arm {
+					st.sp.arm(d, s, ctx, b, credit, declared, written, truncated, bodyless)
+				}
 				n, err := d.sendFile(w, p)
+				if arm && st.sp.disarm() {
+					if err != nil {
+						d.log.Error("SENDFILE failed", "err", err)
+					}
+					d.drain(w, r, s, st, asgi, watching, err, n)
+					return
+				}
 				written += n
 				if err != nil {
 					d.log.Error("SENDFILE failed", "err", err)
@@ -692,7 +775,15 @@ func (d *Dispatcher) relay(w exchange.ResponseWriter, r *exchange.Request, s *wo
 			return
 		}
 		if started {
-			if err := w.Flush(); err != nil {
+			if arm {
+				st.sp.arm(d, s, ctx, nil, credit, declared, written, truncated, bodyless)
+			}
+			err := w.Flush()
+			if arm && st.sp.disarm() {
+				d.drain(w, r, s, st, asgi, watching, err, 0)
+				return
+			}
+			if err != nil {
 				d.clientFailed(w, s, err)
 				return
 			}
@@ -727,6 +818,106 @@ func (d *Dispatcher) timedOut(w exchange.ResponseWriter, r *exchange.Request, s 
 	} else {
 		errpage.Write(w, r, 504)
 	}
+}
+
+// maxReturns bounds how often one request may be given back by workers
+// (worker.ErrReturned) before it fails with 502: each return means it
+// waited in a worker's queue while a thread elsewhere was free, so many
+// in a row mean something is wrong.
+const maxReturns = 100
+
+// prefetchWatchDelay is how long a request may wait for its worker's
+// first answer before the client's connection is watched (awaitStart).
+// Quick answers never pay for the watcher; a client that left earlier is
+// seen as soon as watching starts.
+const prefetchWatchDelay = 100 * time.Millisecond
+
+// startResult is what awaitStart saw.
+type startResult int
+
+const (
+	startAnswered startResult = iota // the worker answered or the stream failed: relay takes over
+	startReturned                    // given back unstarted: run it on another worker
+	startTimedOut                    // over --timeout once started: answered 504 here
+)
+
+// awaitStart waits for a recallable stream's first answer, which tells
+// whether the worker started it. Until then it may be waiting in the
+// worker's own queue (prefetch): it may be recalled to run on a worker
+// with a free thread (supervisor rebalancing), or the worker may die
+// before it could start it; either way it comes back (startReturned)
+// and the caller runs it elsewhere. --timeout must not charge it for
+// that wait, nor kill its worker because of it: when the timeout passes
+// with no answer the stream is recalled; if it comes back unstarted it
+// is run again (its clock restarts), if the worker had started it (KEPT
+// says how long ago) the deadline counts from that start, and only a
+// request that ran over it is timed out (the WSGI worker killed). A
+// worker that does not answer the RECALL within another --timeout is
+// taken to run it. The hot path (an answer before any timeout) costs one
+// check of the stream's state: relay's first Recv finds the frames.
+func (d *Dispatcher) awaitStart(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream, st *state) startResult {
+	ctx := r.Context()
+	// One timer, set to the next of: watching the client's connection (a
+	// request that waits in a worker's queue while its client leaves is
+	// reset there, and the app never sees it), and --timeout.
+	watchAt := time.Now().Add(prefetchWatchDelay)
+	watching := r.Watch == nil
+	if st.timer == nil {
+		st.timer = time.NewTimer(time.Hour)
+	}
+	t := st.timer // pooled with the state: no allocation per request
+	defer t.Stop()
+	for {
+		next := st.deadline
+		if !watching && (d.timeout == 0 || watchAt.Before(next)) {
+			next = watchAt
+		}
+		var wake <-chan time.Time
+		if !watching || d.timeout > 0 {
+			t.Reset(time.Until(next))
+			wake = t.C
+		}
+		switch s.Await(ctx, wake) {
+		case worker.Returned:
+			return startReturned
+		case worker.Answered, worker.Kept:
+			return startAnswered
+		}
+		if ctx.Err() != nil {
+			return startAnswered // relay sees it, resets the stream and aborts
+		}
+		if !watching && !time.Now().Before(watchAt) {
+			watching = true
+			r.Watch()
+		}
+		if d.timeout > 0 && !time.Now().Before(st.deadline) {
+			break
+		}
+	}
+	s.Recall()
+	t.Reset(d.timeout)
+	switch s.Await(ctx, t.C) {
+	case worker.Returned:
+		d.log.Info("a request waited --timeout in its worker's queue; running it again", "timeout", d.timeout,
+			"method", string(r.Method), "path", string(r.Path), "worker", s.Worker().ID())
+		return startReturned
+	case worker.Kept:
+		st.deadline = time.Now().Add(d.timeout - s.RunningFor())
+		if time.Now().Before(st.deadline) {
+			return startAnswered
+		}
+	case worker.Answered:
+		// It started (it answered before our RECALL arrived); when is
+		// unknown: give it a whole --timeout from now.
+		st.deadline = time.Now().Add(d.timeout)
+		return startAnswered
+	default:
+		if ctx.Err() != nil {
+			return startAnswered
+		}
+	}
+	d.timedOut(w, r, s, false, false)
+	return startTimedOut
 }
 
 // goneDelay is how long an ASGI request may wait for the app before the

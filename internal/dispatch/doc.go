@@ -76,6 +76,64 @@
 // with the frame that ends the body, the exact length is passed to the
 // engine so it can send Content-Length instead of chunked coding.
 //
+// # Slow clients: response spooling
+//
+// A response is relayed frame by frame and its DATA credited to the worker
+// once written, so a client that reads slowly would hold the worker (its
+// window fills, the app's write blocks) for the whole download. With
+// Config.BufferResponse > 0 (--buffer-response, 1 MiB by default) relay
+// watches every write that can block on the client (DATA, SENDFILE, the
+// flush after a batch) in a batch that does not end the stream: it hands
+// its position to the request's spooler and arms a timer (spoolAfter,
+// 2 ms). A write that returns first disarms it; hello worlds and any batch
+// that ends the stream arm nothing, and a client that keeps up costs a
+// timer reset and stop per write, no copy and no goroutine. When the timer
+// fires with the write still blocked, its goroutine (the receiver) wins the
+// spooler's phase (an atomic compare-and-swap against relay's disarm) and
+// takes the stream over: Stream.Keep (relay is still writing from the
+// batch Recv returned), the rest of that batch, then every frame until the
+// stream ends. DATA goes into the spool, other frames (TRAILERS,
+// EARLY_HINT, RESET) are queued as events at their byte position, SENDFILE
+// is opened on arrival (as relay would have) and queued; the worker is
+// credited as bytes arrive, so it finishes at its own pace and its slot
+// frees (OnRelease at its END_STREAM) while the client still downloads.
+// relay's goroutine, once its write returns, becomes the drainer: it
+// writes the spool to the client in order, flushes whenever it has caught
+// up (a streamed response stays live: each chunk still reaches the client
+// at once), and answers the stream's end, or a failure the receiver met,
+// as relay would. A spooled response stays spooled to its end.
+//
+// The spool holds memory in 64 KiB chunks up to BufferResponse per
+// response (rounded down to whole chunks: below 64 KiB everything goes to
+// the file) and BufferResponseMemory (64 MiB) for all of them together,
+// beyond which bytes go to an unlinked temporary file in BufferDir
+// (os.TempDir() by default; created with os.CreateTemp and removed at
+// once, so nothing is left behind whatever happens) of up to
+// MaxTempFileSize (1 GiB, nginx's proxy_max_temp_file_size; 0 = memory
+// only). Memory bytes precede file bytes: while the file holds unread
+// bytes new ones go to it, and it is reused from its start once drained.
+// Past these bounds the worker is not credited: it waits for the client,
+// as it does without spooling (bytes already received are kept: at most a
+// window, 256 KiB, over the bounds; an empty spool always takes a window,
+// so one never stalls for want of memory other spools hold). A temporary
+// file that cannot be created is logged and the spool stays in memory
+// within those rules. BufferResponse 0 turns spooling off.
+//
+// Ownership: after the hand-over the receiver alone uses the stream (Recv,
+// Credit, Reset) and the drainer alone the ResponseWriter; the queue
+// (chunks, file offsets, events, the end) is guarded by the spooler's
+// mutex, held by neither across a client write, a Recv or a file read. A
+// client write that fails makes the drainer stop the receiver (its context
+// is cancelled) and wait for it to exit before it resets the stream and
+// aborts; the receiver's own failures (the worker died or reset, --timeout,
+// the client known gone) are queued and answered by the drainer after the
+// receiver exited, with relay's rules (504/abort, kill or cancel). The
+// spool's chunks, file and unsent SENDFILE files are released before relay
+// returns, on every path. A failed write is only noticed when it returns:
+// the engine's write timeout (config.HTTP.WriteTimeout, 60 s) bounds a
+// client that stops reading altogether, as it does without spooling.
+// SpoolStats counts spooled responses, bytes, memory and open files.
+//
 // # Request context
 //
 // Every wait for the worker takes the request's context
@@ -88,13 +146,34 @@
 // deadline passes in the queue gets 503.
 //
 // --timeout (Config.Timeout) is such a deadline, layered in relay: from
-// the REQUEST to the end of the response (queue time is not counted).
+// the REQUEST to the end of the response (queue time is not counted, nor
+// the wait in a WSGI worker's own queue, see below).
 // When it passes the answer is 504 (an abort once the response started).
 // An ASGI stream is cancelled (Stream.Cancel: the adapter cancels the
 // app's task, the worker lives); a WSGI worker cannot stop a thread, so
 // it is killed (Worker.KillFor) and replaced, and its other requests get
 // 502 with a log line naming them and the request that caused the kill.
 // WebSocket sessions are exempt.
+//
+// # Prefetch and recall
+//
+// A request whose body goes whole with REQUEST (not a WebSocket upgrade)
+// is opened with supervisor.OpenOptions.Prefetch: it may wait in a WSGI
+// worker's own queue (docs/protocol.md, "Prefetch and recall"). Until the
+// worker's first answer on it, Serve's retry loop waits (awaitStart): a
+// request the worker gives back unstarted (worker.ErrReturned: recalled
+// because a thread elsewhere is free, or its worker died before it could
+// start it) is sent again to another worker, from the head of the pool's
+// queue (OpenOptions.Again), at most maxReturns times. After 100 ms
+// without an answer the client's connection is watched, so a client that
+// leaves while its request waits there has it reset (the app never runs
+// it). --timeout: when it passes before any answer the stream is
+// recalled; if it comes back unstarted it runs again with a fresh clock
+// and no worker is killed; if the worker kept it (it had started), the
+// deadline counts from the start the worker reports (KEPT), so the wait
+// in its queue is never charged and only a request that ran over it gets
+// the 504 and the kill. A worker that does not answer the RECALL within
+// another --timeout is treated as running it.
 //
 // # ASGI
 //
@@ -123,7 +202,9 @@
 // RESPONSE. Shutdown closes the bridge's sessions with 1012. WebSocket upgrades
 // to a WSGI worker are ordinary requests for the app.
 //
-// Locking: a Dispatcher holds no lock of its own; per-request state is a
-// pooled scratch struct owned by the request's goroutine (and the body
-// pump, which only touches the stream and its own buffer).
+// Locking: a Dispatcher holds no lock of its own (its spool counters are
+// atomic); per-request state is a pooled scratch struct owned by the
+// request's goroutine (and the body pump, which only touches the stream
+// and its own buffer), except the spooler, shared with its receiver as
+// described under "Slow clients".
 package dispatch

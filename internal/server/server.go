@@ -132,6 +132,12 @@ func Run(ctx context.Context, cfg *config.Serve, opt Options) error {
 			PingTimeout:       cfg.WSPingTimeout,
 			PerMessageDeflate: cfg.WSPerMessageDeflate,
 		},
+
+		// Response spooling (--buffer-response and friends).
+		BufferResponse:       cfg.BufferResponse,
+		BufferDir:            cfg.BufferDir,
+		MaxTempFileSize:      cfg.MaxTempFileSize,
+		BufferResponseMemory: cfg.BufferResponseMemory,
 	})
 	statics, err := newStatics(cfg, log)
 	if err != nil {

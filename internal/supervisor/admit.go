@@ -20,7 +20,7 @@ func (p *Pool) Admits(maxQueue int) error {
 	if p.allFailingLocked() {
 		return ErrUnavailable
 	}
-	if p.waiting >= maxQueue {
+	if p.waiting+p.prefetchedLocked() >= maxQueue {
 		return ErrQueueFull
 	}
 	return nil

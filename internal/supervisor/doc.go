@@ -36,10 +36,25 @@
 // required setting fails the first worker's start, naming it.
 //
 // Slot accounting: each worker serves at most its capacity (WSGI threads)
-// streams at once. Open picks the least-loaded live worker with a free
-// slot; when none is free the caller waits in a bounded FIFO queue, and a
-// freed slot is handed straight to the first waiter. The queue bound is
-// the caller's (the dispatcher's MaxQueue); a full queue is ErrQueueFull.
+// streams at once, plus its prefetch (worker.Worker.Prefetch, WSGI only):
+// streams it holds in its own queue. Open picks the least-loaded live
+// worker with a free thread (busy < cap); OpenWith's Prefetch option lets
+// a request whose body goes whole with REQUEST take a prefetch slot (busy
+// < cap+pre) when no thread is free. When none is free the caller waits in
+// a bounded FIFO queue, and a freed slot is handed straight to the first
+// waiter (a prefetch slot only to a waiter that may take one). The queue
+// bound is the caller's (the dispatcher's MaxQueue) and counts prefetched
+// requests too (they wait, in a worker's queue): a prefetch slot is taken
+// only while the bound has room, and a full queue is ErrQueueFull. OpenOptions.Again puts a request a worker gave back at
+// the head of the queue, whatever its bound.
+//
+// Rebalancing (rebalanceLocked, under mu): when a release leaves a worker
+// with a free thread and nothing queued, or a worker is installed, and
+// some worker holds more streams than threads, the pool recalls
+// (worker.Worker.Recall) as many of those as there are free threads,
+// minus recalls still unanswered; they come back (worker.ErrReturned) and
+// the dispatcher re-opens them. Recall never blocks (its frames are
+// written by a goroutine), so it may be called under mu.
 //
 // Generations (generation.go): every worker start gets a new generation
 // number (Pool.genSeq), carried by its OnRelease callback, so that a
@@ -83,7 +98,8 @@
 // never hang on krait's log and a stop never waits for it.
 //
 // Stats (stats.go) is a snapshot for metrics and readiness: each slot's
-// state, pid, busy count and capacity, the queue depth, restarts by reason
+// state, pid, busy threads, prefetched requests and capacity, the queue
+// depth (requests waiting for a thread: in the pool's queue or prefetched), restarts by reason
 // (retired, died, died_early, boot_failed, reload, max_requests,
 // max_rss, max_lifetime) and a histogram of queue waits.
 // It holds Pool.mu only to copy the slots; the restart and wait counters

@@ -19,6 +19,7 @@ func (p *Pool) installLocked(sl *slot, nw *worker.Worker, gen int) (old *worker.
 	sl.gen = gen
 	sl.busy = 0
 	sl.cap = nw.Capacity()
+	sl.pre = nw.Prefetch()
 	sl.started = time.Now()
 	sl.failing = false
 	sl.handled = 0
@@ -27,6 +28,9 @@ func (p *Pool) installLocked(sl *slot, nw *worker.Worker, gen int) (old *worker.
 		p.retiring[old] = struct{}{}
 	}
 	p.grantLocked(sl)
+	if p.waiting == 0 {
+		p.rebalanceLocked() // its free threads may take prefetched requests
+	}
 	select {
 	case sl.kick <- struct{}{}:
 	default:

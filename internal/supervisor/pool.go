@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,8 +101,9 @@ type slot struct {
 	id      int
 	w       *worker.Worker // nil while (re)starting
 	gen     int            // bumped with each worker, to ignore stale releases
-	busy    int
-	cap     int
+	busy    int            // streams handed to w and not ended: at most cap+pre
+	cap     int            // w's capacity (threads)
+	pre     int            // w's prefetch: streams beyond cap it may queue itself
 	started time.Time
 	backoff time.Duration
 	// earlyDeaths counts the slot's workers in a row that died soon after
@@ -132,6 +134,7 @@ type waiter struct {
 	ch       chan grant // one slot
 	handed   bool
 	canceled bool
+	prefetch bool // may take a prefetch slot (OpenOptions.Prefetch)
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
@@ -186,6 +189,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		}
 		r.sl.w = r.w
 		r.sl.cap = r.w.Capacity()
+		r.sl.pre = r.w.Prefetch()
 		r.sl.started = time.Now()
 		r.sl.limit = p.cfg.Recycle.requestLimit()
 		started = append(started, r.w)
@@ -418,13 +422,38 @@ func (p *Pool) failWaitersLocked(err error) {
 // meanwhile goes back) with an error wrapping ctx.Err(). ctx.Done is
 // asked for only if the caller has to wait.
 func (p *Pool) Open(ctx context.Context, maxQueue int) (*worker.Stream, error) {
+	return p.OpenWith(ctx, maxQueue, OpenOptions{})
+}
+
+// OpenOptions tunes OpenWith.
+type OpenOptions struct {
+	// Prefetch: the request's body goes whole with its REQUEST, so it may
+	// wait in a worker's own queue (a prefetch slot, when no worker has a
+	// free thread) and be given back from there: the stream is marked
+	// recallable (worker.Stream.SetRecallable). WebSocket upgrades and
+	// streamed bodies must not set it.
+	Prefetch bool
+	// Again: the request was admitted before and a worker gave it back
+	// (worker.ErrReturned): it waits at the head of the queue, and a
+	// full queue does not refuse it.
+	Again bool
+}
+
+// OpenWith is Open with options. A slot with a free thread is preferred
+// (least loaded first); with opt.Prefetch, a prefetch slot (a worker
+// whose busy count is below capacity+prefetch) is taken before waiting
+// in the queue.
+func (p *Pool) OpenWith(ctx context.Context, maxQueue int, opt OpenOptions) (*worker.Stream, error) {
 	for attempt := 0; ; attempt++ {
-		g, err := p.acquire(ctx, maxQueue)
+		g, err := p.acquire(ctx, maxQueue, opt)
 		if err != nil {
 			return nil, err
 		}
 		s, err := g.w.Open()
 		if err == nil {
+			if opt.Prefetch {
+				s.SetRecallable()
+			}
 			return s, nil
 		}
 		p.release(g.sl, g.gen)
@@ -448,22 +477,52 @@ func (p *Pool) size() int {
 	return len(p.slots)
 }
 
-func (p *Pool) acquire(ctx context.Context, maxQueue int) (grant, error) {
+// pick returns the live slot with a free thread and the fewest streams,
+// else (with prefetch) the one with a free prefetch slot and the fewest
+// streams beyond its capacity, else nil.
+func (p *Pool) pickLocked(prefetch bool) *slot {
+	var best, spare *slot
+	for _, sl := range p.slots {
+		if sl.w == nil || sl.busy >= sl.cap+sl.pre || sl.w.Stopping() || sl.w.Dead() {
+			continue
+		}
+		if sl.busy < sl.cap {
+			if best == nil || sl.busy-sl.cap < best.busy-best.cap {
+				best = sl
+			}
+		} else if prefetch && (spare == nil || sl.busy-sl.cap < spare.busy-spare.cap) {
+			spare = sl
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return spare
+}
+
+// prefetchedLocked counts the requests waiting in workers' own queues:
+// the streams each holds beyond its capacity.
+func (p *Pool) prefetchedLocked() int {
+	n := 0
+	for _, sl := range p.slots {
+		if sl.w != nil && sl.busy > sl.cap {
+			n += sl.busy - sl.cap
+		}
+	}
+	return n
+}
+
+func (p *Pool) acquire(ctx context.Context, maxQueue int, opt OpenOptions) (grant, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return grant{}, ErrClosed
 	}
-	var best *slot
-	for _, sl := range p.slots {
-		if sl.w == nil || sl.busy >= sl.cap || sl.w.Stopping() || sl.w.Dead() {
-			continue
-		}
-		if best == nil || sl.busy < best.busy {
-			best = sl
-		}
-	}
-	if best != nil {
+	// A prefetched request waits too (in the worker's queue): it counts
+	// against maxQueue like one in the pool's queue, so the bound, and
+	// "--max-queue 0: 503 whenever every thread is busy", hold exactly.
+	prefetch := opt.Prefetch && (opt.Again || p.waiting+p.prefetchedLocked() < maxQueue)
+	if best := p.pickLocked(prefetch); best != nil {
 		best.busy++
 		g := grant{w: best.w, sl: best, gen: best.gen}
 		p.mu.Unlock()
@@ -473,13 +532,18 @@ func (p *Pool) acquire(ctx context.Context, maxQueue int) (grant, error) {
 		p.mu.Unlock()
 		return grant{}, ErrUnavailable
 	}
-	if p.waiting >= maxQueue {
+	if p.waiting+p.prefetchedLocked() >= maxQueue && !opt.Again {
 		p.mu.Unlock()
 		return grant{}, ErrQueueFull
 	}
 	wt := waiterPool.Get().(*waiter)
-	wt.handed, wt.canceled = false, false
-	p.queue = append(p.queue, wt)
+	wt.handed, wt.canceled, wt.prefetch = false, false, opt.Prefetch
+	if opt.Again {
+		// It waited its turn already.
+		p.queue = slices.Insert(p.queue, 0, wt)
+	} else {
+		p.queue = append(p.queue, wt)
+	}
 	p.waiting++
 	p.mu.Unlock()
 	queued := time.Now()
@@ -535,19 +599,62 @@ func (p *Pool) release(sl *slot, gen int) {
 			}
 		}
 		p.grantLocked(sl)
+		if sl.busy < sl.cap && p.waiting == 0 {
+			p.rebalanceLocked()
+		}
 	}
 	p.mu.Unlock()
 }
 
-// grantLocked hands sl's free slots to waiters, in order.
-func (p *Pool) grantLocked(sl *slot) {
-	for p.waiting > 0 && sl.w != nil && sl.busy < sl.cap && !sl.w.Stopping() && !sl.w.Dead() {
-		wt := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		if wt.canceled {
+// rebalanceLocked takes prefetched requests back from workers that hold
+// more streams than threads when some worker has a free thread and
+// nothing waits in the queue: a request must not wait behind a slow one
+// while another worker could run it. It recalls as many as there are
+// free threads, minus the recalls still unanswered; those that come back
+// unstarted (worker.ErrReturned) are re-opened at the head of the queue
+// and take the free threads (OpenOptions.Again).
+func (p *Pool) rebalanceLocked() {
+	free, over := 0, 0
+	for _, sl := range p.slots {
+		if sl.w == nil || sl.w.Stopping() || sl.w.Dead() {
 			continue
 		}
+		if sl.busy < sl.cap {
+			free += sl.cap - sl.busy
+		} else if sl.busy > sl.cap {
+			over += sl.busy - sl.cap
+		}
+		free -= sl.w.Recalling()
+	}
+	if free <= 0 || over == 0 {
+		return
+	}
+	for _, sl := range p.slots {
+		if free <= 0 {
+			return
+		}
+		if sl.w == nil || sl.busy <= sl.cap || sl.w.Dead() {
+			continue
+		}
+		free -= sl.w.Recall(min(free, sl.busy-sl.cap-sl.w.Recalling()))
+	}
+}
+
+// grantLocked hands sl's free slots to waiters, in order: a free thread
+// to the first, a prefetch slot only to a first that may take one.
+func (p *Pool) grantLocked(sl *slot) {
+	for p.waiting > 0 && sl.w != nil && sl.busy < sl.cap+sl.pre && !sl.w.Stopping() && !sl.w.Dead() {
+		wt := p.queue[0]
+		if wt.canceled {
+			p.queue[0] = nil
+			p.queue = p.queue[1:]
+			continue
+		}
+		if sl.busy >= sl.cap && !wt.prefetch {
+			break
+		}
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
 		p.waiting--
 		wt.handed = true
 		sl.busy++

@@ -101,7 +101,9 @@ func (s *poolStats) observeWait(d time.Duration) {
 type Stats struct {
 	// Workers holds one entry per slot, in slot order.
 	Workers []WorkerStats
-	// Queued is the number of requests waiting for a worker slot.
+	// Queued is the number of requests waiting for a worker thread: in
+	// the pool's queue, and prefetched into a worker's own queue (the
+	// streams a worker holds beyond its capacity).
 	Queued int
 	// Closed: the pool is shutting down and takes no more requests.
 	Closed bool
@@ -117,8 +119,11 @@ type WorkerStats struct {
 	ID       int    // the slot, 1..-w: stable across restarts
 	Pid      int    // the process; 0 when none is running
 	State    string // one of WorkerStates
-	Busy     int    // requests in flight
+	Busy     int    // requests in flight on its threads (at most Capacity)
 	Capacity int    // requests it may run at once
+	// Prefetched: requests handed to it beyond Capacity, waiting in its
+	// own queue (counted in Stats.Queued too).
+	Prefetched int
 }
 
 // QueueWait is a histogram of queue waits in Prometheus' shape.
@@ -151,7 +156,7 @@ func (p *Pool) Stats() Stats {
 	st := Stats{Workers: make([]WorkerStats, len(p.slots))}
 	p.mu.Lock()
 	for i, sl := range p.slots {
-		ws := WorkerStats{ID: sl.id, Busy: sl.busy, Capacity: sl.cap}
+		ws := WorkerStats{ID: sl.id, Busy: min(sl.busy, sl.cap), Capacity: sl.cap, Prefetched: max(sl.busy-sl.cap, 0)}
 		switch {
 		case sl.w == nil && sl.failing:
 			ws.State = StateFailing
@@ -167,11 +172,12 @@ func (p *Pool) Stats() Stats {
 		if sl.w != nil {
 			ws.Pid = sl.w.Pid()
 		} else {
-			ws.Busy = 0
+			ws.Busy, ws.Prefetched = 0, 0
 		}
+		st.Queued += ws.Prefetched
 		st.Workers[i] = ws
 	}
-	st.Queued = p.waiting
+	st.Queued += p.waiting
 	st.Closed = p.closed
 	p.mu.Unlock()
 

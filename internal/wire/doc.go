@@ -8,7 +8,8 @@
 //	offset size field    meaning
 //	0      4    length   payload length (uint32), at most MaxPayload
 //	4      1    type     frame type (Hello .. Shutdown; ASGI: Trailers .. WSClose;
-//	                     liveness, stream 0: Ping, Pong)
+//	                     liveness, stream 0: Ping, Pong; batching: Recall,
+//	                     Returned, Kept)
 //	5      1    flags    bit 0 = FlagEndStream; WS_MESSAGE also bit 1 =
 //	                     FlagBinary, bit 2 = FlagMore; other bits must be 0
 //	6      2    reserved must be 0

@@ -40,6 +40,11 @@ const (
 	// Liveness (protocol version 2).
 	Ping Type = 0x0E // K->W, stream 0: up to 8 opaque bytes, echoed by PONG
 	Pong Type = 0x0F // W->K, stream 0: the PING's payload
+
+	// Batched dispatch (protocol version 3).
+	Recall   Type = 0x10 // K->W: give the stream back if it has not started; empty
+	Returned Type = 0x11 // W->K: the recalled stream had not started; always END_STREAM; empty
+	Kept     Type = 0x12 // W->K: the recalled stream had started and goes on; empty
 )
 
 // MaxPingPayload is the largest PING/PONG payload.
@@ -57,7 +62,8 @@ const (
 )
 
 var typeNames = [...]string{"0x00", "HELLO", "REQUEST", "DATA", "RESPONSE", "WINDOW", "RESET", "SENDFILE", "SHUTDOWN",
-	"TRAILERS", "EARLY_HINT", "WS_ACCEPT", "WS_MESSAGE", "WS_CLOSE", "PING", "PONG"}
+	"TRAILERS", "EARLY_HINT", "WS_ACCEPT", "WS_MESSAGE", "WS_CLOSE", "PING", "PONG",
+	"RECALL", "RETURNED", "KEPT"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t != 0 {
@@ -100,7 +106,7 @@ func ParseHeader(b []byte) (Header, error) {
 	switch {
 	case h.Length > MaxPayload:
 		return h, fmt.Errorf("%w: frame length %d exceeds %d", ErrProtocol, h.Length, MaxPayload)
-	case h.Type < Hello || h.Type > Pong:
+	case h.Type < Hello || h.Type > Kept:
 		return h, fmt.Errorf("%w: unknown frame type %s", ErrProtocol, h.Type)
 	case h.Flags&^allowedFlags(h.Type) != 0 || b[6] != 0 || b[7] != 0:
 		return h, fmt.Errorf("%w: %s frame with reserved bits set (flags 0x%02x, reserved 0x%02x%02x)",

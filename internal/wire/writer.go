@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrWriterClosed is returned by Writer methods after Close.
@@ -26,6 +27,7 @@ type Writer struct {
 	spare    []byte
 	flushing bool
 	err      error
+	seq      uint64 // AppendSeq calls so far
 }
 
 // NewWriter returns a Writer writing to w.
@@ -43,6 +45,24 @@ func (w *Writer) Append(frames []byte) error {
 		w.mu.Unlock()
 		return err
 	}
+	w.pending = append(w.pending, frames...)
+	return w.flushLocked()
+}
+
+// AppendSeq is Append that also numbers the frames: it stores into seq,
+// before they can be written, one more than the number of AppendSeq calls
+// before it. The numbers follow the byte order of the output, so the
+// peer receives frames numbered this way in increasing order (the worker
+// layer's send order). Nothing is stored when the writer failed already.
+func (w *Writer) AppendSeq(frames []byte, seq *atomic.Uint64) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.seq++
+	seq.Store(w.seq)
 	w.pending = append(w.pending, frames...)
 	return w.flushLocked()
 }

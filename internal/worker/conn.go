@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/krait-server/krait/internal/wire"
@@ -30,6 +33,7 @@ type Worker struct {
 	iface    string
 	adapter  string
 	capacity int
+	prefetch int     // streams beyond capacity K may hand it (WSGI only)
 	django   *Django // HELLO's Django settings; nil for other apps
 
 	// table maps id&mask to the stream with that id; its entries are
@@ -56,6 +60,10 @@ type Worker struct {
 	active atomic.Int64
 	// pong is the highest PING sequence number the worker echoed (reader).
 	pong atomic.Uint64
+	// recalling counts the streams K recalled that have not ended yet.
+	recalling atomic.Int64
+	// recallMu serializes Recall's choice of streams.
+	recallMu sync.Mutex
 
 	// sendMu orders REQUEST frames against SHUTDOWN: a REQUEST is sent
 	// under the read lock only while stopping is false.
@@ -90,6 +98,15 @@ func (w *Worker) Interface() string { return w.iface }
 
 // Capacity returns how many streams the worker serves at once.
 func (w *Worker) Capacity() int { return w.capacity }
+
+// Prefetch returns how many streams beyond Capacity K may hand the
+// worker, to wait in its own queue (config.Worker.Prefetch for a WSGI
+// worker, 0 for ASGI).
+func (w *Worker) Prefetch() int { return w.prefetch }
+
+// Recalling returns how many streams were recalled (Recall,
+// Stream.Recall) and have not ended yet.
+func (w *Worker) Recalling() int { return int(w.recalling.Load()) }
 
 // AdapterVersion returns the adapter version the worker reported.
 func (w *Worker) AdapterVersion() string { return w.adapter }
@@ -273,13 +290,16 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 	e := &w.table[h.Stream&w.mask]
 	s := e.p.Load()
 	if s == nil || s.id != h.Stream {
-		// WINDOW and RESET may race with the end of a stream K gave up on.
-		if h.Type == wire.Window || h.Type == wire.Reset {
+		// WINDOW and RESET may race with the end of a stream K gave up on;
+		// KEPT answers a RECALL that crossed the stream's end.
+		if h.Type == wire.Window || h.Type == wire.Reset || h.Type == wire.Kept {
 			return nil
 		}
 		return fmt.Errorf("%w: %s frame on unknown stream %d", wire.ErrProtocol, h.Type, h.Stream)
 	}
 	switch h.Type {
+	case wire.Returned, wire.Kept:
+		return w.recallAnswer(h, p, s, e, batch)
 	case wire.Window:
 		credit, err := wire.ParseWindow(p)
 		if err != nil {
@@ -338,14 +358,9 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 	}
 	s.mu.Unlock()
 	if end {
-		e.p.Store(nil)
-		s.readerDone = true
 		w.served++
-		w.active.Add(-1)
-		if w.cfg.OnRelease != nil {
-			w.cfg.OnRelease()
-		}
-		signal(s.sendReady) // a body sender waiting for credit must stop
+		w.ended(s, e, batch)
+		return nil
 	}
 	if !s.inBatch {
 		s.inBatch = true
@@ -354,9 +369,67 @@ func (w *Worker) handle(h wire.Header, p []byte, batch *[]*Stream) error {
 	return nil
 }
 
+// ended takes a stream the worker ended out of the table (reader only).
+func (w *Worker) ended(s *Stream, e *tableEntry, batch *[]*Stream) {
+	e.p.Store(nil)
+	s.readerDone = true
+	w.active.Add(-1)
+	if s.recalled.Load() {
+		w.recalling.Add(-1)
+	}
+	if w.cfg.OnRelease != nil {
+		w.cfg.OnRelease()
+	}
+	signal(s.sendReady) // a body sender waiting for credit must stop
+	if !s.inBatch {
+		s.inBatch = true
+		*batch = append(*batch, s)
+	}
+}
+
+// recallAnswer handles the worker's answer to a RECALL: RETURNED (it never
+// started the request: the stream ends with ErrReturned) or KEPT (it had).
+func (w *Worker) recallAnswer(h wire.Header, p []byte, s *Stream, e *tableEntry, batch *[]*Stream) error {
+	switch {
+	case h.Type == wire.Returned && h.Length != 0:
+		return fmt.Errorf("%w: RETURNED with a payload on stream %d", wire.ErrProtocol, h.Stream)
+	case h.Type == wire.Kept && h.Length != 4:
+		return fmt.Errorf("%w: KEPT payload of %d bytes on stream %d, want 4", wire.ErrProtocol, h.Length, h.Stream)
+	case !s.recalled.Load():
+		return fmt.Errorf("%w: %s on stream %d, which K did not recall", wire.ErrProtocol, h.Type, h.Stream)
+	case h.Type == wire.Returned && !h.End():
+		return fmt.Errorf("%w: RETURNED without END_STREAM on stream %d", wire.ErrProtocol, h.Stream)
+	case h.Type == wire.Kept && h.Flags != 0:
+		return fmt.Errorf("%w: KEPT with flags on stream %d", wire.ErrProtocol, h.Stream)
+	}
+	s.mu.Lock()
+	if h.Type == wire.Kept {
+		s.kept = true
+		s.keptFor = time.Duration(binary.LittleEndian.Uint32(p)) * time.Millisecond
+		s.mu.Unlock()
+		if !s.inBatch {
+			s.inBatch = true
+			*batch = append(*batch, s)
+		}
+		return nil
+	}
+	if s.gotResponse || s.accepted {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: RETURNED after a response on stream %d", wire.ErrProtocol, h.Stream)
+	}
+	s.wEnded = true
+	s.err = fmt.Errorf("%w: worker %d (pid %d), stream %d", ErrReturned, w.cfg.ID, w.pid, s.id)
+	s.mu.Unlock()
+	w.ended(s, e, batch)
+	return nil
+}
+
 // fail tears the connection down: every stream in flight gets an error
 // and the process is killed (unless it is exiting after SHUTDOWN).
 func (w *Worker) fail(cause error) {
+	// How the connection ended (EOF: every frame was read) decides which
+	// streams may run elsewhere, also when KillFor caused it.
+	notStarted := w.notStarted(cause)
 	w.mu.Lock()
 	if w.killCause != nil {
 		// The connection ended because KillFor killed the process.
@@ -387,11 +460,102 @@ func (w *Worker) fail(cause error) {
 		}
 		s.mu.Lock()
 		s.err = streamErr
+		if _, ok := notStarted[s]; ok {
+			s.err = fmt.Errorf("%w: worker %d (pid %d) died before it could start it: %w", ErrReturned, w.cfg.ID, w.pid, streamErr)
+		}
 		s.mu.Unlock()
 		signal(s.notify)
 		signal(s.sendReady)
 		s.release()
 	}
+}
+
+// notStarted returns, when the worker died, the streams it cannot have
+// started and that may run elsewhere (recallable ones: their body went
+// whole with REQUEST). The worker starts requests in arrival order, at
+// most capacity at once, and writes a stream's last frame before it
+// starts one beyond its capacity (docs/protocol.md, "Prefetch and
+// recall"). So once the reader saw every frame it wrote (the connection
+// ended in EOF or ECONNRESET, not a protocol error or a closed socket), of the streams
+// it has not ended, in send order, only the first capacity can have
+// started. Reader goroutine only (the table's streams hold its reference).
+func (w *Worker) notStarted(cause error) map[*Stream]struct{} {
+	// ECONNRESET: the worker died with our frames unread in its socket;
+	// Linux still delivers everything it wrote before that error.
+	clean := errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) || errors.Is(cause, syscall.ECONNRESET)
+	if w.prefetch == 0 || !clean {
+		return nil
+	}
+	var open []*Stream
+	for i := range w.table {
+		if s := w.table[i].p.Load(); s != nil && s.seq.Load() != 0 {
+			open = append(open, s)
+		}
+	}
+	if len(open) <= w.capacity {
+		return nil
+	}
+	slices.SortFunc(open, func(a, b *Stream) int { return cmp.Compare(a.seq.Load(), b.seq.Load()) })
+	m := map[*Stream]struct{}{}
+	for _, s := range open[w.capacity:] {
+		if s.recallable {
+			m[s] = struct{}{}
+		}
+	}
+	return m
+}
+
+// Recall asks the worker to give back up to n of the streams waiting in
+// its queue (RECALL), newest first: of the streams it has not ended, in
+// send order, only those beyond the first Capacity can be waiting, and
+// only recallable ones (Stream.SetRecallable) not recalled already are
+// asked for. Each comes back as a stream failing with ErrReturned, or
+// goes on if the worker had started it meanwhile. It returns how many it
+// asked for; it never blocks (the frames are written by a goroutine).
+func (w *Worker) Recall(n int) int {
+	if n <= 0 || w.prefetch == 0 || w.gone.Load() {
+		return 0
+	}
+	w.recallMu.Lock()
+	defer w.recallMu.Unlock()
+	var open []*Stream
+	for i := range w.table {
+		e := &w.table[i]
+		s := e.p.Load()
+		if s == nil || !s.tryRef() {
+			continue
+		}
+		// With our reference the stream cannot be recycled; it is still
+		// this worker's live stream only if the table still holds it.
+		if e.p.Load() != s || s.seq.Load() == 0 {
+			s.release()
+			continue
+		}
+		open = append(open, s)
+	}
+	defer func() {
+		for _, s := range open {
+			s.release()
+		}
+	}()
+	if len(open) <= w.capacity {
+		return 0
+	}
+	slices.SortFunc(open, func(a, b *Stream) int { return cmp.Compare(a.seq.Load(), b.seq.Load()) })
+	var frames []byte
+	asked := 0
+	for i := len(open) - 1; i >= w.capacity && asked < n; i-- {
+		s := open[i]
+		if !s.recallable || !s.markRecalled() {
+			continue
+		}
+		frames = wire.AppendHeader(frames, 0, wire.Recall, 0, s.id)
+		asked++
+	}
+	if asked > 0 {
+		go func() { _ = w.wr.Append(frames) }()
+	}
+	return asked
 }
 
 // Open starts a new stream. The caller must have reserved one of the

@@ -27,8 +27,22 @@
 // it open after the process died); from then on Open and SendRequest
 // refuse. SendRequest's ErrNotDelivered means not a byte was written, so
 // the request may run elsewhere; a request that was written may have
-// started and is never re-run (its stream fails with ErrWorkerDied). Done
-// closes once the process is reaped and the reader ended.
+// started and is never re-run (its stream fails with ErrWorkerDied),
+// except with prefetch (below). Done closes once the process is reaped and
+// the reader ended.
+//
+// Prefetch and recall (docs/protocol.md): a WSGI worker may hold
+// Prefetch streams beyond its Capacity in its own queue. SendRequest
+// numbers REQUESTs as the writer queues them (wire.Writer.AppendSeq), so
+// the send order is the order the worker receives them. Worker.Recall(n)
+// sends RECALL for the newest recallable (Stream.SetRecallable) unended
+// streams beyond the first Capacity in send order; Stream.Recall recalls
+// one. RETURNED ends a stream with ErrReturned; KEPT records how long it
+// had run (Stream.RunningFor). Stream.Await waits, without consuming, for
+// the first answer. When the worker dies and the reader saw its socket to
+// the end (EOF or ECONNRESET), the recallable unended streams beyond the
+// first Capacity in send order fail with ErrReturned (wrapping the death)
+// instead: the worker cannot have started them, they may run elsewhere.
 // A stream's user that cannot decode a frame reports it with
 // Stream.ProtocolError: the worker is logged and killed here, not by the
 // user, and the supervisor replaces it.
@@ -70,7 +84,9 @@
 // refuses a Config missing a required setting.
 //
 // Locking: Worker.mu guards stream-id allocation, the dead state and
-// killCause; Stream.mu guards a stream's inbox, windows and end flags. The table's
+// killCause; recallMu serializes Recall, which walks the stream table
+// from another goroutine, holding a reference (Stream.tryRef) on each
+// stream it looks at so none is recycled under it; Stream.mu guards a stream's inbox, windows and end flags. The table's
 // entries are atomic pointers: Open stores, the reader loads and clears. A
 // Stream is shared by the reader and its user until both are done with it
 // (a two-count reference), then recycled.

@@ -21,7 +21,7 @@ import (
 )
 
 // ProtocolVersion is the worker protocol version this package speaks.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // UnlimitedCapacity is the HELLO capacity of an ASGI worker without
 // --limit-concurrency, the largest capacity a worker may report.
@@ -83,6 +83,11 @@ var (
 	// one byte of the request was written; it is safe to run the request
 	// on another worker. Errors wrapping it also wrap ErrWorkerDied.
 	ErrNotDelivered = errors.New("the request was not delivered")
+	// ErrReturned: the worker never started the request and gave it back
+	// (RETURNED, the answer to a RECALL), or died before it could have
+	// started it (docs/protocol.md, "Prefetch and recall"); the request,
+	// whose body went whole with its REQUEST, may run on another worker.
+	ErrReturned = errors.New("the worker gave the request back unstarted")
 )
 
 // tailSize is how much recent output is kept for boot error messages.
@@ -184,6 +189,11 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.Lifespan != "" {
 		args = append(args, "--lifespan", cfg.Lifespan)
+	}
+	if cfg.Prefetch > 0 {
+		// A one-thread WSGI worker then watches the socket while a long
+		// request runs, so it can answer RECALL (docs/protocol.md).
+		args = append(args, "--prefetch", strconv.Itoa(cfg.Prefetch))
 	}
 	for _, d := range cfg.PythonPath {
 		args = append(args, "--pythonpath", d)
@@ -413,8 +423,12 @@ func (w *Worker) handshake(ctx context.Context) error {
 	w.capacity = int(min(hello.capacity, MaxStreams))
 	w.adapter = hello.adapter
 	w.django = hello.django
+	if w.iface == "wsgi" {
+		// ASGI workers run every stream at once: nothing to prefetch.
+		w.prefetch = min(max(w.cfg.Prefetch, 0), MaxStreams)
+	}
 	size := 8
-	for size < 2*w.capacity {
+	for size < 2*(w.capacity+w.prefetch) {
 		size *= 2
 	}
 	w.table = make([]tableEntry, size)

@@ -27,6 +27,15 @@ type Stream struct {
 	sendReady chan struct{} // send window grew, or the stream is over
 
 	requestSent bool // user goroutine only
+	// recallable: the request may be given back and re-run elsewhere (its
+	// body went whole with REQUEST). Set by the user before SendRequest,
+	// read by others only after seq is set.
+	recallable bool
+	// seq is the stream's place in the worker's send order (0: REQUEST
+	// not written yet), stored by the writer as it queues REQUEST.
+	seq atomic.Uint64
+	// recalled: K sent RECALL for it (once).
+	recalled atomic.Bool
 
 	// Reader goroutine only.
 	inBatch    bool
@@ -37,10 +46,12 @@ type Stream struct {
 	sendWin     int64
 	recvWin     int64
 	gotResponse bool
-	accepted    bool  // the worker sent WS_ACCEPT
-	wEnded      bool  // the worker sent its last frame
-	kReset      bool  // we reset the stream
-	err         error // the worker died
+	accepted    bool          // the worker sent WS_ACCEPT
+	wEnded      bool          // the worker sent its last frame
+	kReset      bool          // we reset the stream
+	kept        bool          // the worker answered RECALL with KEPT: it had started
+	keptFor     time.Duration // KEPT's payload: how long it had been running
+	err         error         // the worker died, or gave the stream back (ErrReturned)
 }
 
 var streamPool = sync.Pool{New: func() any {
@@ -54,10 +65,13 @@ func (s *Stream) init(w *Worker, id uint32) {
 	s.w, s.id = w, id
 	s.refs.Store(2)
 	s.requestSent = false
+	s.recallable = false
+	s.seq.Store(0)
+	s.recalled.Store(false)
 	s.inBatch, s.readerDone = false, false
 	s.in, s.out = s.in[:0], s.out[:0]
 	s.sendWin, s.recvWin = wire.InitialWindow, wire.InitialWindow
-	s.gotResponse, s.accepted, s.wEnded, s.kReset = false, false, false, false
+	s.gotResponse, s.accepted, s.wEnded, s.kReset, s.kept = false, false, false, false, false
 	s.err = nil
 	// Tokens left by the previous use would only cause a spurious
 	// wake-up, but drain them anyway.
@@ -68,6 +82,19 @@ func (s *Stream) init(w *Worker, id uint32) {
 	select {
 	case <-s.sendReady:
 	default:
+	}
+}
+
+// tryRef takes a reference unless the stream is already being recycled.
+func (s *Stream) tryRef() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
@@ -125,13 +152,98 @@ func (s *Stream) SendRequest(frames []byte) error {
 		return fmt.Errorf("%w: %w: worker %d (pid %d)", ErrNotDelivered, ErrWorkerDied, w.cfg.ID, w.pid)
 	}
 	w.active.Add(1) // before the write: the worker may answer at once
-	err := w.wr.Append(frames)
+	err := w.wr.AppendSeq(frames, &s.seq)
 	s.requestSent = true
 	w.sendMu.RUnlock()
 	if err != nil {
 		return s.sendErr(err)
 	}
 	return nil
+}
+
+// SetRecallable marks the stream as one the worker may give back before
+// it starts it (Worker.Recall, Recall) and that may run elsewhere if the
+// worker dies before it could have started it: its request body, if any,
+// goes whole in SendRequest's frames. Call it before SendRequest.
+func (s *Stream) SetRecallable() { s.recallable = true }
+
+// markRecalled records that RECALL is being sent, once, and only while
+// the stream is live; it counts it in Worker.Recalling.
+func (s *Stream) markRecalled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.wEnded || s.kReset || s.gotResponse || s.accepted || !s.recalled.CompareAndSwap(false, true) {
+		return false
+	}
+	s.w.recalling.Add(1)
+	return true
+}
+
+// Recall asks the worker to give this (recallable, sent) stream back if
+// it has not started it: the stream then fails with ErrReturned; if it
+// had, the worker answers KEPT (Await reports Kept) and goes on. It does
+// nothing if the stream was recalled already or is over.
+func (s *Stream) Recall() {
+	if !s.recallable || s.seq.Load() == 0 || !s.markRecalled() {
+		return
+	}
+	var b [wire.HeaderSize]byte
+	wire.PutHeader(b[:], 0, wire.Recall, 0, s.id)
+	_ = s.Send(b[:])
+}
+
+// RunningFor returns how long the request had been running when the
+// worker answered a RECALL with KEPT (0 before that).
+func (s *Stream) RunningFor() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keptFor
+}
+
+// Progress is what Await saw of a stream.
+type Progress int
+
+const (
+	// Waiting: ctx ended or wake fired first.
+	Waiting Progress = iota
+	// Answered: frames arrived, or the stream ended or failed (other than
+	// ErrReturned): Recv takes it from here.
+	Answered
+	// Returned: the worker gave the request back unstarted, or died before
+	// it could start it; Recv reports ErrReturned. Run it elsewhere.
+	Returned
+	// Kept: the worker answered a RECALL saying it had started the
+	// request; nothing else arrived yet.
+	Kept
+)
+
+// Await waits, without taking anything, until the stream has progress for
+// its user (see Progress), ctx ends or wake (may be nil) fires. Frames
+// stay for Recv.
+func (s *Stream) Await(ctx context.Context, wake <-chan time.Time) Progress {
+	for {
+		s.mu.Lock()
+		p := Waiting
+		switch {
+		case s.err != nil && errors.Is(s.err, ErrReturned):
+			p = Returned
+		case len(s.in) > 0 || s.err != nil || s.wEnded || s.kReset:
+			p = Answered
+		case s.kept:
+			p = Kept
+		}
+		s.mu.Unlock()
+		if p != Waiting {
+			return p
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return Waiting
+		case <-wake:
+			return Waiting
+		}
+	}
 }
 
 // Send sends further frames of this stream (DATA of the request body).
@@ -195,6 +307,16 @@ func (s *Stream) waitErr(ctx context.Context, what string) error {
 // left as it is (the caller resets it).
 func (s *Stream) Recv(ctx context.Context) ([]byte, error) {
 	return s.recv(ctx, nil)
+}
+
+// Keep hands the caller the batch last returned by Recv for good: the
+// next Recv will not reuse its buffer. For a user that passes receiving
+// to another goroutine while it is still writing that batch to a client
+// (internal/dispatch's response spool); the buffer is then garbage.
+func (s *Stream) Keep() {
+	s.mu.Lock()
+	s.out = nil
+	s.mu.Unlock()
 }
 
 // ErrWake is returned by RecvUntil when its wake channel fired.

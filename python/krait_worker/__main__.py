@@ -32,6 +32,8 @@ def parse_args(argv):
     p.add_argument("--app", required=True, help="MODULE:CALLABLE (MODULE alone means MODULE:application)")
     p.add_argument("--threads", type=int, default=1, help="requests served at once (WSGI)")
     p.add_argument("--interface", choices=("auto", "wsgi", "asgi"), default="auto")
+    p.add_argument("--prefetch", type=int, default=0, metavar="N",
+                   help="WSGI: requests krait may queue here beyond --threads (they may be recalled)")
     p.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
                    help="directory to put on sys.path right after the adapter's (repeatable)")
     p.add_argument("--limit-concurrency", type=int, default=0, metavar="N",
@@ -130,7 +132,7 @@ def main(argv=None):
         return module.serve(sock, app, hello, capacity, loop=args.loop, lifespan=args.lifespan)
     if not hello("ready", "", capacity):
         return EXIT_BOOT_ERROR
-    return module.serve(sock, app, args.threads)
+    return module.serve(sock, app, args.threads, max(args.prefetch, 0))
 
 
 if __name__ == "__main__":

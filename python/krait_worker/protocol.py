@@ -13,8 +13,11 @@ the protocol rules both interfaces share:
   stream or are late frames for one K opened before, SHUTDOWN and PING
   only on stream 0; PING is answered with PONG at once, by whoever reads
   the socket, which is what the heartbeat checks; a RESET with a reason
-  is on_cancel: --timeout), REQUEST decoding, refusing requests after SHUTDOWN, and
-  noticing when a shutting-down worker has drained;
+  is on_cancel: --timeout), REQUEST decoding, refusing requests after SHUTDOWN,
+  noticing when a shutting-down worker has drained, and RECALL (version 3:
+  recall()/unqueue(), which a WSGI worker that queues requests overrides:
+  a request still queued goes back with RETURNED, or ends with RESET when
+  K resets it; a started one is KEPT);
 - StreamBase, the per-stream state K's frames change: the end of the
   request body, both flow-control windows and the reset flag.
 
@@ -31,7 +34,7 @@ import struct
 import sys
 import traceback
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 HEADER = struct.Struct("<IBBHI")
 HEADER_SIZE = HEADER.size  # 12
@@ -66,6 +69,12 @@ WS_CLOSE = 0x0D
 PING = 0x0E
 PONG = 0x0F
 MAX_PING_PAYLOAD = 8
+# Prefetch and recall (version 3): K asks for a queued request back; W
+# answers RETURNED (END_STREAM: never started, the app never saw it) or
+# KEPT (it had started; payload: uint32 LE milliseconds it has run).
+RECALL = 0x10
+RETURNED = 0x11
+KEPT = 0x12
 
 END_STREAM = 0x01
 # WS_MESSAGE flags: binary message; the message continues in the next frame.
@@ -167,6 +176,16 @@ def reset_frame(stream, reason):
     return _pack(len(msg), RESET, 0, 0, stream) + msg
 
 
+def returned_frame(stream):
+    """W -> K RETURNED: the recalled request never started; ends the stream."""
+    return _pack(0, RETURNED, END_STREAM, 0, stream)
+
+
+def kept_frame(stream, ms):
+    """W -> K KEPT: the recalled request had started ms milliseconds ago."""
+    return _pack(4, KEPT, 0, 0, stream) + U32.pack(min(max(int(ms), 0), 0xFFFFFFFF))
+
+
 BODY_500 = b"Internal Server Error\n"
 
 
@@ -226,12 +245,16 @@ class FrameBuffer:
         unpack = HEADER.unpack_from
         start = self.start
         end = self.end
+        max_payload = MAX_PAYLOAD
         while end - start >= 12:
             length, ftype, flags, reserved, stream = unpack(buf, start)
-            if length > MAX_PAYLOAD:
+            if length > max_payload:
                 raise ProtocolError("frame length %d exceeds the maximum" % length)
-            # END_STREAM on any frame; BINARY/MORE only on WS_MESSAGE.
-            if reserved or flags & (0xF8 if ftype == WS_MESSAGE else 0xFE):
+            # END_STREAM on any frame; BINARY/MORE only on WS_MESSAGE. The
+            # outer test is the usual frame's (flags 0 or END_STREAM).
+            if (flags > 1 or reserved) and (
+                reserved or flags & (0xF8 if ftype == WS_MESSAGE else 0xFE)
+            ):
                 raise ProtocolError(
                     "frame type %d has reserved bits set (flags 0x%02x, reserved 0x%04x)"
                     % (ftype, flags, reserved)
@@ -353,6 +376,17 @@ class Dispatcher:
     def drained(self):
         """SHUTDOWN came and every stream has ended."""
 
+    def unqueue(self, st):
+        """Take st out of the worker's queue if it has not started; True if
+        it was there. A worker that queues requests (WSGI) overrides."""
+        return False
+
+    def recall(self, st):
+        """K asks for st back (RECALL). A worker that queues requests
+        (WSGI) overrides: if st has not started it leaves the queue and W
+        answers RETURNED; else, and here, W answers KEPT."""
+        self.write(kept_frame(st.id, 0))
+
     def shutdown_now(self):
         """A second SHUTDOWN came: K's graceful timeout ran out. An interface
         that can stop its requests (ASGI: cancel their tasks) overrides;
@@ -402,9 +436,19 @@ class Dispatcher:
                 return st.on_window(_u32(payload)[0])
         elif ftype == RESET:
             if st is not None:
+                if self.unqueue(st):
+                    # Never started (it waited in this worker's queue): the
+                    # app never sees it, and K gets its slot back now.
+                    self.write(reset_frame(sid, "stream reset by krait before it started"))
+                    return self.close_stream(st)
                 if len(payload):
                     return st.on_cancel(bytes(payload).decode("utf-8", "replace"))
                 return st.on_reset()
+        elif ftype == RECALL:
+            if len(payload):
+                raise ProtocolError("RECALL with a payload on stream %d" % sid)
+            if st is not None:
+                return self.recall(st)
         elif ftype == WS_MESSAGE:
             if st is not None:
                 return st.on_message(payload, flags)

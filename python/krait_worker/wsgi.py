@@ -22,10 +22,12 @@ import io
 import marshal
 import os
 import queue
+import select
 import socket
 import stat
 import sys
 import threading
+import time
 from collections import deque
 
 from .protocol import (
@@ -39,13 +41,20 @@ from .protocol import (
     MAX_PAYLOAD,
     RESPONSE,
     SENDFILE,
+    WINDOW,
+    WS_CLOSE,
+    WS_MESSAGE,
     Dispatcher,
+    ProtocolError,
     StreamBase,
     exit_now,
     frames_500,
     head_too_large,
+    kept_frame,
     log_exception,
+    protocol_error,
     reset_frame,
+    returned_frame,
 )
 
 _dumps = marshal.dumps
@@ -58,6 +67,10 @@ CREDIT_BATCH = INITIAL_WINDOW // 4
 
 # Largest offset/count the protocol's marshal subset can carry (int32).
 _MAX_I32 = 0x7FFFFFFF
+
+# Stream.buf before any body bytes came: most requests have none, so they
+# need no bytearray of their own.
+_NO_BODY = b""
 
 _HEAD_500 = _dumps(
     (
@@ -186,6 +199,13 @@ def _clean_headers_slow(headers):
     return fixed, cl
 
 
+# Status lines _check_status accepted (exact str): a repeated one is
+# checked with one set lookup. Apps use a handful; the bound keeps an app
+# that makes up reason phrases from growing it.
+_GOOD_STATUS = set()
+_GOOD_STATUS_MAX = 256
+
+
 def _check_status(status):
     if type(status) is not str:
         if not isinstance(status, str):
@@ -193,6 +213,8 @@ def _check_status(status):
         status = str(status)
     if len(status) < 3 or not status[:3].isdigit() or (len(status) > 3 and status[3] != " "):
         raise _bad("status must look like '200 OK', got %r" % (status,))
+    if len(_GOOD_STATUS) < _GOOD_STATUS_MAX:
+        _GOOD_STATUS.add(status)
     return status
 
 
@@ -215,6 +237,10 @@ class Stream(StreamBase):
     StreamBase's fields (eof, gone, the windows) and buf are guarded by
     lock, the worker's lock: its dispatch() holds it while K's frames
     change them.
+
+    env["wsgi.input"] is the stream and the stream holds env: Worker.run
+    drops st.env when the request ends, so reference counting frees both
+    at once and the cyclic garbage collector never has per-request work.
     """
 
     __slots__ = (
@@ -235,12 +261,18 @@ class Stream(StreamBase):
     )
 
     def __init__(self, worker, sid, env, eof):
-        StreamBase.__init__(self, sid, eof)
+        # StreamBase.__init__ inlined (one call less per request): the
+        # same fields (test_adapter_fast checks every slot is set).
+        self.id = sid
+        self.eof = eof
+        self.recv_room = INITIAL_WINDOW
+        self.send_window = INITIAL_WINDOW
+        self.gone = False
         self.worker = worker
         self.env = env
         self.lock = worker.lock
         self.cond = None
-        self.buf = bytearray()
+        self.buf = _NO_BODY  # a bytearray once body bytes arrive
         self.unacked = 0  # body bytes read by the app, not yet credited
         self.status = None
         self.headers = None
@@ -263,7 +295,10 @@ class Stream(StreamBase):
             StreamBase.on_close(self, payload)
 
     def buffer_body(self, payload):
-        self.buf += payload
+        if self.buf:
+            self.buf += payload
+        else:
+            self.buf = bytearray(payload)
 
     def wake(self):
         cond = self.cond
@@ -344,7 +379,7 @@ class Stream(StreamBase):
                     nl = -1
                 if end == len(buf):
                     chunk = bytes(buf)
-                    buf.clear()
+                    self.buf = _NO_BODY
                 else:
                     chunk = bytes(buf[:end])
                     del buf[:end]
@@ -396,10 +431,26 @@ class Stream(StreamBase):
                 exc_info = None
         elif self.status is not None:
             raise _bad("start_response() called a second time without exc_info")
-        # Inline fast check for the usual "NNN Reason" str.
-        if type(status) is not str or len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+        # A status line checked before costs one set lookup.
+        if type(status) is not str or status not in _GOOD_STATUS:
             status = _check_status(status)
-        headers, cl = _clean_headers(headers)
+        # _clean_headers inlined for the usual list of (str, str) tuples;
+        # anything else takes the general function.
+        cl = None
+        if type(headers) is list:
+            for item in headers:
+                if type(item) is not tuple or len(item) != 2:
+                    headers, cl = _clean_headers_slow(headers)
+                    break
+                name, value = item
+                if type(name) is not str or type(value) is not str:
+                    headers, cl = _clean_headers_slow(headers)
+                    break
+                if len(name) == 14 and (name == "Content-Length" or name.lower() == "content-length"):
+                    v = value.strip()
+                    cl = int(v) if v.isdigit() else None
+        else:
+            headers, cl = _clean_headers(headers)
         self.status = status
         self.headers = headers
         self.cl = cl
@@ -499,7 +550,7 @@ class Stream(StreamBase):
         self.worker.write(frame)
 
     def send_list(self, result):
-        """Hot path: the whole body is known. One sendall when it fits."""
+        """Hot path: the whole body is known. One write when it fits."""
         if len(result) == 1:
             body = result[0]
             if type(body) is not bytes:
@@ -508,37 +559,40 @@ class Stream(StreamBase):
             body = b"".join(result)
         else:
             body = b""
-        if self.status is None:
+        status = self.status
+        if status is None:
             raise _bad("the application returned without calling start_response()")
-        if self.started or self.ended:
-            # write() was used first: take the general path.
+        if self.started:
+            # write() was used first (every end sets started too): take
+            # the general path.
             if body and not self.ended:
                 self._send_body(body)
             self._finish()
             return
-        cl = self.cl
-        if cl is not None and len(body) > cl:
-            body = body[:cl]
         size = len(body)
-        sid = self.id
-        if size <= INITIAL_WINDOW:
-            # _response_frame inlined: this is the hot path.
-            head = _dumps((self.status, self.headers), 2)
-            if not head.isascii():
-                _check_latin1(self.status, self.headers)
-            if len(head) > MAX_HEAD:
-                self._check_head(head)
-            if size:
-                frame = b"".join(
-                    (_pack(len(head), RESPONSE, 0, 0, sid), head,
-                     _pack(size, DATA, END_STREAM, 0, sid), body)
-                )
-            else:
-                frame = _pack(len(head), RESPONSE, END_STREAM, 0, sid) + head
-        else:
+        cl = self.cl
+        if cl is not None and size > cl:
+            body = body[:cl]
+            size = cl
+        if size > INITIAL_WINDOW:
             self._send_body(body)
             self._finish()
             return
+        # _response_frame inlined: RESPONSE and DATA in one write.
+        headers = self.headers
+        head = _dumps((status, headers), 2)
+        if not head.isascii():
+            _check_latin1(status, headers)
+        if len(head) > MAX_HEAD:
+            self._check_head(head)
+        sid = self.id
+        if size:
+            frame = b"".join(
+                (_pack(len(head), RESPONSE, 0, 0, sid), head,
+                 _pack(size, DATA, END_STREAM, 0, sid), body)
+            )
+        else:
+            frame = _pack(len(head), RESPONSE, END_STREAM, 0, sid) + head
         self.sent = size
         self.started = self.ended = True
         self.worker.write(frame)
@@ -647,6 +701,7 @@ class Worker(Dispatcher):
             rtype = type(result)
             if rtype is list or rtype is tuple:
                 st.send_list(result)
+                result = None  # an exact list or tuple has no close()
             elif rtype is FileWrapper and st.try_sendfile(result):
                 pass
             else:
@@ -669,6 +724,9 @@ class Worker(Dispatcher):
             if not st.ended:
                 st.end_with_reset("stream reset by krait" if st.gone else "response not finished")
             self._done(st)
+            # env["wsgi.input"] is st: break the cycle so both are freed
+            # now, not by the garbage collector.
+            st.env = None
 
     def _app_error(self, st, what="error in the application"):
         env = st.env
@@ -685,17 +743,63 @@ class Worker(Dispatcher):
             st.end_with_500()
 
 
-class InlineWorker(Worker):
-    """--threads 1: the app runs on the thread that reads the socket."""
+# How long one request must run before a one-thread worker with prefetch
+# starts reading the socket beside it (to answer RECALL and PING), and the
+# slices in which that reader then holds the socket.
+WATCH_TICK = 0.02
+WATCH_SLICE = 0.005
 
-    def __init__(self, sock, app, threads=1):
+# K's frames the watcher leaves to the main thread: they change the state
+# of a stream the app may be using.
+_DEFERRED = frozenset((DATA, WINDOW, WS_MESSAGE, WS_CLOSE))
+
+
+class InlineWorker(Worker):
+    """--threads 1: the app runs on the thread that reads the socket.
+
+    Requests K sends while one runs wait in self.pending and run in arrival
+    order. With prefetch (K may queue requests here, docs/protocol.md,
+    "Prefetch and recall"), a watcher thread reads the socket while one
+    request has run longer than WATCH_TICK, so that RECALL is answered (a
+    queued request goes back to K and runs elsewhere) and PING too while
+    the app blocks. Then: the socket and the frame buffer belong to whoever
+    holds rlock; the watcher dispatches REQUEST, RECALL, RESET, PING and
+    SHUTDOWN itself and queues DATA, WINDOW and WS_* (which change a stream
+    the app may be using) in self.deferred for the main thread, which runs
+    them under rlock before it reads or starts a request; writes are
+    serialized by send_lock. Taking a stream from pending (deque.popleft,
+    main thread) and giving it back (deque.remove, RECALL) are each atomic,
+    so a stream is either started or returned, never both.
+    """
+
+    def __init__(self, sock, app, threads=1, prefetch=0):
         super().__init__(sock, app, threads)
         self.lock = _NULL_LOCK
         self.pending = deque()
+        self.running = None   # the stream the app runs now (main thread)
+        self.run_t0 = 0.0     # when it started (monotonic)
+        self.run_seq = 0      # requests started so far
+        self.watching = prefetch > 0
+        if self.watching:
+            self.rlock = threading.Lock()
+            self.send_lock = threading.Lock()
+            self.deferred = deque()
+            self.foreign = 0  # reads the watcher did
+            self.seen = 0     # ... that the main thread has accounted for
+            self.parked = False  # the watcher waits for wake (idle worker)
+            self.wake = threading.Event()
+            self.write = self._write_locked
 
     def write(self, data):
         try:
             self.sock.sendall(data)
+        except OSError:
+            exit_now()
+
+    def _write_locked(self, data):
+        try:
+            with self.send_lock:
+                self.sock.sendall(data)
         except OSError:
             exit_now()
 
@@ -708,6 +812,8 @@ class InlineWorker(Worker):
         self._read(socket.MSG_DONTWAIT)
 
     def _read(self, flags):
+        if self.watching:
+            return self._read_shared(flags)
         try:
             n = self.sock.recv_into(self.fb.tail(), 0, flags)
         except (BlockingIOError, InterruptedError):
@@ -718,18 +824,152 @@ class InlineWorker(Worker):
             exit_now()
         self.received(n)
 
+    def _read_shared(self, flags):
+        # The caller re-checks what it waits for after every return, so
+        # returning without reading (the watcher read meanwhile) is fine;
+        # reading when the watcher already took the bytes it waits for
+        # would block for good.
+        rlock = self.rlock
+        if flags:
+            if not rlock.acquire(False):
+                return
+        else:
+            rlock.acquire()
+        try:
+            if self.deferred or self.foreign != self.seen:
+                self.seen = self.foreign
+                self._run_deferred()
+                return
+            try:
+                n = self.sock.recv_into(self.fb.tail(), 0, flags)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                n = 0
+            if not n:
+                exit_now()
+            self.received(n)
+        finally:
+            rlock.release()
+
+    def _run_deferred(self):
+        """Dispatch the frames the watcher left (main thread, under rlock)."""
+        d = self.deferred
+        dispatch = self.dispatch
+        while d:
+            ftype, flags, sid, payload = d.popleft()
+            try:
+                dispatch(ftype, flags, sid, payload)
+            except ProtocolError as e:
+                protocol_error(e)
+
+    def _watch_dispatch(self, ftype, flags, sid, payload):
+        if ftype in _DEFERRED:
+            self.deferred.append((ftype, flags, sid, bytes(payload)))
+        else:
+            self.dispatch(ftype, flags, sid, payload)
+
+    def _watch(self):
+        """The watcher thread: see the class doc. It ticks only while
+        requests run: after a tick in which none started or ran it parks
+        until the main thread starts one (an idle worker never wakes)."""
+        while True:
+            seq = self.run_seq
+            time.sleep(WATCH_TICK)
+            if self.running is not None:
+                if self.run_seq == seq:
+                    self._watch_run(seq)
+                continue
+            if self.run_seq != seq:
+                continue
+            # Idle for a tick: park. parked is set before run_seq is read
+            # again and the main thread bumps run_seq before it reads
+            # parked, so one of us sees the other (no lost wake-up).
+            self.wake.clear()
+            self.parked = True
+            if self.run_seq == seq and self.running is None:
+                self.wake.wait()
+            self.parked = False
+
+    def _watch_run(self, seq):
+        sock = self.sock
+        fb = self.fb
+        rlock = self.rlock
+        while self.run_seq == seq and self.running is not None:
+            with rlock:
+                if self.run_seq != seq or self.running is None:
+                    return
+                try:
+                    ready = select.select((sock,), (), (), WATCH_SLICE)[0]
+                except (OSError, ValueError):
+                    return
+                if not ready:
+                    continue
+                try:
+                    n = sock.recv_into(fb.tail(), 0, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    n = 0
+                if not n:
+                    exit_now()
+                fb.filled(n)
+                self.foreign += 1
+                try:
+                    fb.decode(self._watch_dispatch)
+                except ProtocolError as e:
+                    protocol_error(e)
+
     def open_stream(self, sid, end, env):
         st = self.streams[sid] = Stream(self, sid, env, end)
         self.pending.append(st)
+
+    def unqueue(self, st):
+        try:
+            self.pending.remove(st)
+        except ValueError:
+            return False
+        return True
+
+    def recall(self, st):
+        if not self.unqueue(st):
+            # Started (or done: K's RECALL crossed its end, which K ignores).
+            ms = (time.monotonic() - self.run_t0) * 1000 if st is self.running else 0
+            self.write(kept_frame(st.id, ms))
+            return
+        self.write(returned_frame(st.id))
+        self.close_stream(st)
 
     _done = Dispatcher.close_stream
 
     def serve(self):
         pending = self.pending
         run = self.run
+        if not self.watching:
+            while True:
+                while pending:
+                    run(pending.popleft())
+                if self.shutting_down:
+                    return EXIT_OK
+                self.pump()
+        threading.Thread(target=self._watch, name="krait-watch", daemon=True).start()
+        mono = time.monotonic
         while True:
-            while pending:
-                run(pending.popleft())
+            while True:
+                if self.deferred:
+                    with self.rlock:
+                        self._run_deferred()
+                try:
+                    st = pending.popleft()
+                except IndexError:
+                    break
+                self.run_t0 = mono()
+                self.running = st
+                self.run_seq += 1
+                if self.parked:
+                    self.wake.set()
+                run(st)
+                self.running = None
             if self.shutting_down:
                 return EXIT_OK
             self.pump()
@@ -743,15 +983,22 @@ class ThreadedWorker(Worker):
     send_lock. Lock order: self.lock, then send_lock (dispatch() refusing a
     request after SHUTDOWN writes under self.lock); nothing takes self.lock
     while holding send_lock.
+
+    Requests wait in self.queue in arrival order; self.queued holds those
+    no thread took yet. A thread takes a stream off it under self.lock
+    before it runs it; RECALL (under self.lock too) gives back one still
+    there, and the thread that later gets it from the queue skips it.
     """
 
     threaded = True
 
-    def __init__(self, sock, app, threads):
+    def __init__(self, sock, app, threads, prefetch=0):
         super().__init__(sock, app, threads)
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.queue = queue.SimpleQueue()
+        self.queued = set()
+        self.started_at = {}  # sid -> monotonic start, for KEPT
 
     def write(self, data):
         try:
@@ -766,10 +1013,28 @@ class ThreadedWorker(Worker):
 
     def open_stream(self, sid, end, env):
         st = self.streams[sid] = Stream(self, sid, env, end)
+        self.queued.add(st)
         self.queue.put(st)
+
+    def unqueue(self, st):
+        # Under self.lock (dispatch).
+        if st in self.queued:
+            self.queued.discard(st)
+            return True
+        return False
+
+    def recall(self, st):
+        # Under self.lock (dispatch).
+        if self.unqueue(st):
+            self.write(returned_frame(st.id))
+            self.close_stream(st)
+            return
+        t0 = self.started_at.get(st.id)
+        self.write(kept_frame(st.id, (time.monotonic() - t0) * 1000 if t0 is not None else 0))
 
     def _done(self, st):
         with self.lock:
+            self.started_at.pop(st.id, None)
             self.close_stream(st)
 
     def drained(self):
@@ -782,8 +1047,18 @@ class ThreadedWorker(Worker):
     def _thread_main(self):
         get = self.queue.get
         run = self.run
+        lock = self.lock
+        queued = self.queued
+        started_at = self.started_at
+        mono = time.monotonic
         while True:
-            run(get())
+            st = get()
+            with lock:
+                if st not in queued:
+                    continue  # given back to K (RECALL)
+                queued.discard(st)
+                started_at[st.id] = mono()
+            run(st)
 
     def serve(self):
         for i in range(self.threads):
@@ -812,11 +1087,11 @@ class ThreadedWorker(Worker):
             return self.shutting_down and not self.streams
 
 
-def serve(sock, app, threads):
+def serve(sock, app, threads, prefetch=0):
     """Serve WSGI requests from K on sock until SHUTDOWN; return the exit status."""
     if threads > 1:
-        return ThreadedWorker(sock, app, threads).serve()
-    return InlineWorker(sock, app).serve()
+        return ThreadedWorker(sock, app, threads, prefetch).serve()
+    return InlineWorker(sock, app, 1, prefetch).serve()
 
 
 __all__ = ["serve", "FileWrapper", "ErrorStream", "Stream", "StreamReset"]

@@ -103,7 +103,7 @@ func run(mode string) int {
 		iface = "wsgi"
 	}
 	hello := func(status, msg string) {
-		p := marshalTuple(2, "fake-1.0", os.Getpid(), iface, status, msg, capacity)
+		p := marshalTuple(3, "fake-1.0", os.Getpid(), iface, status, msg, capacity)
 		sock.Write(wire.AppendFrame(nil, wire.Hello, 0, 0, p))
 	}
 	switch mode {
