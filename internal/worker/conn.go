@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/krait-server/krait/internal/rawio"
 	"github.com/krait-server/krait/internal/wire"
 )
 
@@ -29,7 +28,6 @@ type Worker struct {
 	cmd      *exec.Cmd
 	pid      int
 	conn     *net.UnixConn
-	raw      *rawio.Conn  // conn without a P handoff per call (internal/rawio); rd and wr use it
 	rd       *wire.Reader // owned by the reader goroutine after Start
 	wr       *wire.Writer
 	iface    string

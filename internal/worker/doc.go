@@ -18,11 +18,7 @@
 // chunks and appends each stream's frames, as raw frames, to that stream's
 // inbox; every stream touched by one read is woken once (one channel send),
 // so a RESPONSE and its last DATA that arrived together are seen together.
-// Frames to the worker go through a batching wire.Writer. Both read and
-// write the socket with raw system calls (internal/rawio), and the worker
-// runs under SCHED_BATCH: together they stop the Go front and the worker
-// from preempting each other on a shared core (nearly every request cost
-// a context switch each way before). Streams live in a
+// Frames to the worker go through a batching wire.Writer. Streams live in a
 // fixed table indexed by id, recycled through a sync.Pool, so the hot path
 // allocates nothing and starts no goroutine.
 //

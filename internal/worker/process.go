@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/krait-server/krait/internal/config"
-	"github.com/krait-server/krait/internal/rawio"
 	"github.com/krait-server/krait/internal/wire"
 )
 
@@ -222,7 +221,6 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 		cmd:     cmd,
 		pid:     cmd.Process.Pid,
 		conn:    conn,
-		raw:     rawio.New(conn),
 		exited:  make(chan struct{}),
 		done:    make(chan struct{}),
 		outDone: make(chan struct{}),
@@ -241,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Worker, error) {
 		close(w.rdDone)
 		return nil, err
 	}
-	w.wr = wire.NewWriter(w.raw)
+	w.wr = wire.NewWriter(conn)
 	go w.readLoop()
 	if cfg.HeartbeatTimeout > 0 {
 		go w.heartbeat(cfg.HeartbeatTimeout)
@@ -371,7 +369,7 @@ func (w *Worker) handshake(ctx context.Context) error {
 	w.conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { w.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	w.rd = wire.NewReader(w.raw)
+	w.rd = wire.NewReader(w.conn)
 	h, p, err := w.rd.ReadFrame()
 	if err != nil {
 		if ctx.Err() != nil {

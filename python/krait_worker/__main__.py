@@ -84,26 +84,6 @@ def _ignore_signal(signum, frame):
     """Leave SIGINT/SIGTERM to krait (see main)."""
 
 
-def _batch_scheduling():
-    """Run the worker under SCHED_BATCH (Linux), at its normal weight.
-
-    krait's Go front and the worker usually share a core. Under the default
-    policy a worker woken by a frame preempts the Go thread in the middle
-    of its write, and the two ping-pong: about one involuntary context
-    switch per request each way (bench/run.sh, December 2026). SCHED_BATCH
-    only gives up that wake-up preemption; CPU shares stay those of nice 0.
-    An unprivileged process may always choose it; where it is missing
-    (not Linux) the worker runs as before."""
-    setsched = getattr(os, "sched_setscheduler", None)
-    policy = getattr(os, "SCHED_BATCH", None)
-    if setsched is None or policy is None:
-        return
-    try:
-        setsched(0, policy, os.sched_param(0))
-    except OSError:
-        pass
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # Signals are krait's business: it stops workers with SHUTDOWN frames
@@ -115,7 +95,6 @@ def main(argv=None):
     # programs the app runs, and a handled one is reset by exec.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _ignore_signal)
-    _batch_scheduling()
     try:
         sock = socket.socket(fileno=SOCKET_FD)
     except OSError as e:
