@@ -814,6 +814,11 @@ class InlineWorker(Worker):
     def _read(self, flags):
         if self.watching:
             return self._read_shared(flags)
+        self._recv(flags)
+
+    def _recv(self, flags):
+        """One recv into the frame buffer and dispatch what it completed;
+        K closing the socket ends the worker."""
         try:
             n = self.sock.recv_into(self.fb.tail(), 0, flags)
         except (BlockingIOError, InterruptedError):
@@ -840,15 +845,7 @@ class InlineWorker(Worker):
                 self.seen = self.foreign
                 self._run_deferred()
                 return
-            try:
-                n = self.sock.recv_into(self.fb.tail(), 0, flags)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                n = 0
-            if not n:
-                exit_now()
-            self.received(n)
+            self._recv(flags)
         finally:
             rlock.release()
 
