@@ -853,8 +853,11 @@ const (
 // says how long ago) the deadline counts from that start, and only a
 // request that ran over it is timed out (the WSGI worker killed). A
 // worker that does not answer the RECALL within another --timeout is
-// taken to run it. The hot path (an answer before any timeout) costs one
-// check of the stream's state: relay's first Recv finds the frames.
+// taken to run it. The hot path (an answer before any timeout) costs a
+// reset and a stop of the state's pooled timer (armed for the watch
+// delay or --timeout, whichever is first; not at all when neither
+// applies) and a wait on the stream's state; relay's first Recv then
+// finds the frames.
 func (d *Dispatcher) awaitStart(w exchange.ResponseWriter, r *exchange.Request, s *worker.Stream, st *state) startResult {
 	ctx := r.Context()
 	// One timer, set to the next of: watching the client's connection (a
